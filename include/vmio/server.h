@@ -1,0 +1,56 @@
+/* libvmio server API: the I/O server behind vmio:// URIs, embeddable in any
+ * process (cli/vmiod is a thin wrapper around it).
+ *
+ * All functions follow the error convention of <vmio/core.h>.
+ */
+#ifndef VMIO_SERVER_H
+#define VMIO_SERVER_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include <vmio/core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vmio_server vmio_server;
+
+/* Export flags. */
+#define VMIO_EXPORT_RDONLY 0x1u
+
+VMIO_API int vmio_server_new(vmio_server **server);
+/* Frees everything; stops the server first if it runs. server may be NULL. */
+VMIO_API void vmio_server_free(vmio_server *server);
+
+/* Shared secret used to authenticate clients (challenge-response HMAC). */
+VMIO_API int vmio_server_set_secret(vmio_server *server, const void *secret,
+                                    size_t len);
+VMIO_API int vmio_server_set_secret_file(vmio_server *server, const char *path);
+/* Worker threads that serve requests (0 = default, 8). */
+VMIO_API int vmio_server_set_workers(vmio_server *server, unsigned workers);
+
+/* Export directory dir under name. Clients open "name/relative/path";
+ * nothing outside dir can be reached (no "..", no symlink escape). */
+VMIO_API int vmio_server_add_export(vmio_server *server, const char *name,
+                                    const char *dir, unsigned flags);
+
+/* Bind and listen on host:port (host may be NULL for all addresses, port 0
+ * for an ephemeral port). May be called more than once. */
+VMIO_API int vmio_server_listen(vmio_server *server, const char *host,
+                                uint16_t port);
+/* The port bound by the last vmio_server_listen() (useful with port 0). */
+VMIO_API int vmio_server_port(vmio_server *server);
+
+/* Serve in background threads; returns at once. */
+VMIO_API int vmio_server_start(vmio_server *server);
+/* Stop accepting, close connections after in-flight requests are answered,
+ * join all threads. Call it from a thread, not from a signal handler. */
+VMIO_API int vmio_server_stop(vmio_server *server);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMIO_SERVER_H */

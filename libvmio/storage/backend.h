@@ -1,0 +1,96 @@
+/* The storage backend vtable. One file per backend (file.c, remote.c,
+ * later gfarm.c); storage.c is the public entry code and the only caller.
+ * Operations a backend leaves NULL are filled with -ENOTSUP stubs at
+ * registration (backend.c), so call sites never test for NULL.
+ *
+ * Errors: a backend records its message with vmio_set_error() under its
+ * own prefix ("file", "vmio") and returns -errno; storage.c re-prefixes it
+ * with the public API name. */
+#ifndef VMIO_STORAGE_BACKEND_H
+#define VMIO_STORAGE_BACKEND_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vmio/storage.h>
+
+#include "core/internal.h"
+#include "core/uri.h"
+
+enum vmio_op {
+    VMIO_OP_READ = 1,
+    VMIO_OP_WRITE = 2,
+    VMIO_OP_FLUSH = 3,
+    VMIO_OP_DISCARD = 4,
+    VMIO_OP_WRITE_ZEROES = 5
+};
+
+/* One request travelling through a backend's native asynchronous path.
+ * The backend calls req->complete(req, result) exactly once, from any
+ * thread, after recording the error (if any) on that thread. */
+struct vmio_req {
+    int op;
+    const struct iovec *iov;
+    int iovcnt;
+    size_t count;           /* READ/WRITE: total bytes of iov */
+    uint64_t offset;
+    uint64_t length;        /* DISCARD/WRITE_ZEROES */
+    unsigned flags;         /* VMIO_REQ_* */
+    void (*complete)(struct vmio_req *req, int result);
+    void *owner;            /* for the completer */
+};
+
+struct vmio_backend_ops {
+    uint32_t struct_size;   /* sizeof(struct vmio_backend_ops) when built */
+    const char *name;       /* "file", "vmio" */
+    const char *scheme;     /* URI scheme it serves */
+
+    int (*open)(const struct vmio_uri *uri, unsigned flags,
+                const struct vmio_open_options *opts, void **state);
+    void (*close)(void *state);
+    unsigned (*caps)(void *state);
+
+    int (*preadv)(void *state, const struct iovec *iov, int iovcnt, uint64_t offset);
+    int (*pwritev)(void *state, const struct iovec *iov, int iovcnt, uint64_t offset,
+                   unsigned flags);
+    int (*flush)(void *state);
+    int (*discard)(void *state, uint64_t offset, uint64_t length);
+    int (*write_zeroes)(void *state, uint64_t offset, uint64_t length, unsigned flags);
+    int (*get_size)(void *state, uint64_t *size);
+    int (*truncate)(void *state, uint64_t size);
+    int (*block_status)(void *state, uint64_t offset, uint64_t max_length,
+                        uint64_t *length, int *type);
+    /* Native asynchronous submission. A backend without it (stub returns
+     * -ENOTSUP) gets the storage layer's worker threads instead. */
+    int (*submit)(void *state, struct vmio_req *req);
+    /* Add backend counters (reconnects, retried). */
+    void (*stats)(void *state, struct vmio_file_stats *st);
+};
+
+extern const struct vmio_backend_ops vmio_backend_file;
+extern const struct vmio_backend_ops vmio_backend_remote;
+
+/* Copy ops, filling every NULL with an -ENOTSUP stub. */
+void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src);
+/* Backend for a URI scheme, or NULL. */
+const struct vmio_backend_ops *vmio_backend_find(const char *scheme);
+
+/* Internal constructors (server, tests). */
+/* Wrap an open fd (ownership passes in, also on failure) as a file-backend
+ * handle. flags: VMIO_O_RDWR / VMIO_O_DIRECT as used to open it. */
+int vmio_file_from_fd(const char *api, int fd, unsigned flags, const char *name,
+                      vmio_file **out);
+
+/* file.c: backend state around an already open fd (fd owned on success). */
+int vmio_file_backend_adopt(int fd, unsigned flags, const char *name, void **state);
+
+static inline size_t vmio_iov_size(const struct iovec *iov, int n)
+{
+    size_t s = 0;
+    for (int i = 0; i < n; i++)
+        s += iov[i].iov_len;
+    return s;
+}
+
+#endif
