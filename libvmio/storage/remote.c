@@ -1,3 +1,1044 @@
-/* vmio:// backend (placeholder while being written). */
+/* vmio:// backend: the client side of the vmio protocol (docs/protocol.md).
+ *
+ * One connection per open image. Any thread may submit: a request is put in
+ * the in-flight table and sent under the send lock; one receiver thread per
+ * connection reads replies (READ data straight into the caller's buffers)
+ * and completes requests in whatever order the server answers. Requests
+ * larger than the server's max I/O are split into parts.
+ *
+ * When the connection breaks, the receiver thread reconnects (handshake,
+ * authentication, open without CREATE/TRUNC) and resends every request that
+ * was not answered: writes are positional, so resending is idempotent and
+ * nothing acknowledged is lost. If the server does not come back within the
+ * reconnect timeout, pending and new requests fail with a clear error while
+ * reconnection goes on in the background. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "protocol/auth.h"
+#include "protocol/wire.h"
 #include "storage/backend.h"
-const struct vmio_backend_ops vmio_backend_remote = { .struct_size = sizeof(struct vmio_backend_ops), .name = "vmio", .scheme = "vmio" };
+#include "transport/transport.h"
+
+#define API "vmio"
+#define NBUCKETS 256u
+
+enum conn_state { ST_CONNECTED, ST_RECONNECTING, ST_FAILED, ST_CLOSING };
+
+/* Internal operations beyond struct vmio_req's. */
+enum { OP_SIZE = 100, OP_TRUNCATE, OP_BLOCK_STATUS };
+
+struct rop;
+
+/* One frame on the wire: a whole request or one part of a split one. */
+struct rpart {
+    uint64_t id;
+    uint16_t type;
+    uint64_t offset;
+    uint64_t length;        /* io bytes, or range length */
+    uint32_t flags;
+    size_t iov_skip;        /* where this part's data starts in the op's iov */
+    struct rop *op;
+    struct rpart *hnext;    /* in-flight hash chain */
+};
+
+/* One operation as the storage layer sees it. */
+struct rop {
+    int opcode;
+    const struct iovec *iov;
+    int iovcnt;
+    struct vmio_req *areq;  /* async: completed through areq->complete */
+    /* sync waiter */
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int done;
+    int remaining;          /* parts not yet answered (atomic) */
+    int result;
+    struct vmio_error_copy err;
+    uint64_t u64;           /* SIZE result; BLOCK_STATUS length */
+    uint32_t u32;           /* BLOCK_STATUS type */
+    struct rpart parts_inline[1];
+    struct rpart *parts;
+    int nparts;
+};
+
+struct remote_state {
+    char *host;
+    uint16_t port;
+    char *export_name;
+    char *path;
+    uint8_t *secret;
+    size_t secret_len;
+    unsigned open_flags;
+    uint64_t create_size;
+    int connect_timeout_ms;
+    int reconnect_timeout_ms;
+
+    uint32_t max_io;
+    unsigned caps;
+
+    pthread_mutex_t lock;       /* state, table, counters */
+    pthread_cond_t cond;
+    enum conn_state state;
+    struct vmio_error_copy fail_err;
+    struct rpart *table[NBUCKETS];
+    int in_flight;
+
+    pthread_mutex_t send_lock;  /* order: send_lock before lock */
+    struct vmio_transport *t;   /* NULL while reconnecting */
+    uint64_t next_id;
+
+    pthread_t rx;
+    uint64_t reconnects, retried;
+};
+
+/* ---- handshake --------------------------------------------------------- */
+
+static int recv_frame(struct vmio_transport *t, const char *what, uint16_t want_type,
+                      struct vmio_wire_hdr *h, uint8_t *body, size_t body_max)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE];
+    int r = vmio_transport_recv(t, hb, sizeof hb);
+    if (r < 0)
+        return vmio_set_error_errno(API, -r == EPIPE ? ECONNRESET : -r,
+                                    "connection closed by %s during %s", t->peer, what);
+    r = vmio_wire_decode_hdr(API, hb, (uint32_t)body_max, h);
+    if (r < 0)
+        return r;
+    if (h->type != want_type)
+        return vmio_set_error(API, EPROTO, "%s: unexpected message 0x%x during %s", t->peer,
+                              h->type, what);
+    r = vmio_transport_recv(t, body, h->length);
+    if (r < 0)
+        return vmio_set_error_errno(API, -r == EPIPE ? ECONNRESET : -r,
+                                    "%s: connection lost during %s", t->peer, what);
+    return 0;
+}
+
+static int send_frame(struct vmio_transport *t, uint16_t type, const uint8_t *body, size_t len)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE];
+    struct vmio_wire_hdr h = { .type = type, .length = (uint32_t)len };
+    vmio_wire_encode_hdr(hb, &h);
+    struct iovec v[2] = { { hb, sizeof hb }, { (void *)body, len } };
+    int r = vmio_transport_sendv(t, v, len ? 2 : 1);
+    if (r < 0)
+        return vmio_set_error_errno(API, -r, "sending to %s", t->peer);
+    return 0;
+}
+
+/* An error reply: status + message from the server. */
+static int server_error(struct vmio_transport *t, const struct vmio_wire_hdr *h,
+                        const uint8_t *body, const char *what)
+{
+    int err = vmio_wire_errno_from_status(h->status);
+    int n = (int)VMIO_MIN(h->length, VMIO_WIRE_MAX_ERRMSG);
+    for (int i = 0; i < n; i++)
+        if (body[i] < 0x20 || body[i] == 0x7f)
+            n = i;
+    return vmio_set_error(API, err, "%s refused %s: %.*s", t->peer, what, n,
+                          n ? (const char *)body : strerror(err));
+}
+
+/* Connect, authenticate both ways, open the image. */
+static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_transport **out,
+                     struct vmio_wire_open_reply *orep)
+{
+    struct vmio_transport *t;
+    int r = vmio_tcp_connect(API, s->host, s->port, s->connect_timeout_ms, &t);
+    if (r < 0)
+        return r;
+    /* A server that accepts and then says nothing must not hang us. */
+    struct timeval tv = { s->connect_timeout_ms / 1000, (s->connect_timeout_ms % 1000) * 1000 };
+    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+    uint8_t buf[VMIO_WIRE_MAX_HANDSHAKE];
+    struct vmio_wire_hdr h;
+    struct vmio_wire_hello hello = { .min_version = 1, .max_version = VMIO_WIRE_VERSION,
+                                     .features = VMIO_WIRE_F_ALL };
+    r = vmio_auth_random(API, hello.nonce, sizeof hello.nonce);
+    if (r < 0)
+        goto fail;
+    size_t n = vmio_wire_encode_hello(buf, &hello);
+    if ((r = send_frame(t, VMIO_WIRE_HELLO, buf, n)) < 0)
+        goto fail;
+    if ((r = recv_frame(t, "handshake", VMIO_WIRE_HELLO | VMIO_WIRE_REPLY, &h, buf,
+                        sizeof buf)) < 0)
+        goto fail;
+    if (h.status != 0) {
+        r = server_error(t, &h, buf, "the handshake");
+        goto fail;
+    }
+    struct vmio_wire_hello_reply hr;
+    if ((r = vmio_wire_decode_hello_reply(API, buf, h.length, &hr)) < 0)
+        goto fail;
+    if (hr.version != VMIO_WIRE_VERSION) {
+        r = vmio_set_error(API, EPROTO, "%s chose unsupported protocol version %u", t->peer,
+                           hr.version);
+        goto fail;
+    }
+    uint8_t expect[VMIO_WIRE_PROOF_SIZE];
+    vmio_auth_server_proof(s->secret, s->secret_len, hello.nonce, hr.nonce, expect);
+    if (!vmio_auth_proof_equal(expect, hr.proof)) {
+        r = vmio_set_error(API, EACCES,
+                           "authentication failed: %s does not know our secret "
+                           "(wrong secret file?)", t->peer);
+        goto fail;
+    }
+    uint8_t proof[VMIO_WIRE_PROOF_SIZE];
+    vmio_auth_client_proof(s->secret, s->secret_len, hr.nonce, hello.nonce, proof);
+    if ((r = send_frame(t, VMIO_WIRE_AUTH, proof, sizeof proof)) < 0)
+        goto fail;
+    if ((r = recv_frame(t, "authentication", VMIO_WIRE_AUTH | VMIO_WIRE_REPLY, &h, buf,
+                        sizeof buf)) < 0)
+        goto fail;
+    if (h.status != 0) {
+        r = server_error(t, &h, buf, "authentication");
+        if (r == -EACCES)
+            r = vmio_set_error(API, EACCES, "authentication failed at %s (wrong secret?)",
+                               t->peer);
+        goto fail;
+    }
+    struct vmio_wire_open om = {
+        .flags = open_flags & VMIO_WIRE_OPEN_ALL,
+        .create_size = s->create_size,
+        .export_name = s->export_name, .export_len = (uint16_t)strlen(s->export_name),
+        .path = s->path, .path_len = (uint16_t)strlen(s->path),
+    };
+    n = vmio_wire_encode_open(buf, &om);
+    if ((r = send_frame(t, VMIO_WIRE_OPEN, buf, n)) < 0)
+        goto fail;
+    if ((r = recv_frame(t, "open", VMIO_WIRE_OPEN | VMIO_WIRE_REPLY, &h, buf, sizeof buf)) < 0)
+        goto fail;
+    if (h.status != 0) {
+        char what[VMIO_WIRE_MAX_NAME + 32];
+        snprintf(what, sizeof what, "to open '%s/%s'", s->export_name, s->path);
+        r = server_error(t, &h, buf, what);
+        goto fail;
+    }
+    if ((r = vmio_wire_decode_open_reply(API, buf, h.length, orep)) < 0)
+        goto fail;
+    tv.tv_sec = tv.tv_usec = 0;
+    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(t->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    *out = t;
+    return 0;
+fail:
+    vmio_transport_close(t);
+    return r;
+}
+
+/* ---- in-flight table ------------------------------------------------ */
+
+static void table_add(struct remote_state *s, struct rpart *p)
+{
+    struct rpart **b = &s->table[p->id % NBUCKETS];
+    p->hnext = *b;
+    *b = p;
+    s->in_flight++;
+}
+
+static struct rpart *table_take(struct remote_state *s, uint64_t id)
+{
+    for (struct rpart **pp = &s->table[id % NBUCKETS]; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->id == id) {
+            struct rpart *p = *pp;
+            *pp = p->hnext;
+            s->in_flight--;
+            return p;
+        }
+    return NULL;
+}
+
+/* ---- completion --------------------------------------------------------- */
+
+static void op_finish(struct rop *op)
+{
+    if (op->areq) {
+        struct vmio_req *areq = op->areq;
+        int result = op->result;
+        if (result < 0)
+            vmio_error_restore(&op->err);
+        if (op->parts != op->parts_inline)
+            free(op->parts);
+        free(op);
+        areq->complete(areq, result);
+        return;
+    }
+    pthread_mutex_lock(&op->m);
+    op->done = 1;
+    pthread_cond_signal(&op->c);
+    pthread_mutex_unlock(&op->m);
+}
+
+/* A part finished with result (error already recorded on this thread). */
+static void part_done(struct rpart *p, int result)
+{
+    struct rop *op = p->op;
+    if (result < 0) {
+        /* First error wins; parts finish on one thread (rx) or under lock. */
+        if (op->result == 0) {
+            op->result = result;
+            vmio_error_save(&op->err);
+        }
+    }
+    if (__atomic_sub_fetch(&op->remaining, 1, __ATOMIC_ACQ_REL) == 0)
+        op_finish(op);
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+/* Slice [skip, skip+len) of iov into out (allocated if large). */
+static int iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t len,
+                     struct iovec *stackv, int stackn, struct iovec **out)
+{
+    int i = 0;
+    while (i < iovcnt && skip >= iov[i].iov_len) {
+        skip -= iov[i].iov_len;
+        i++;
+    }
+    int cnt = 0;
+    size_t left = len, sk = skip;
+    for (int j = i; j < iovcnt && left > 0; j++) {
+        size_t take = VMIO_MIN(iov[j].iov_len - sk, left);
+        left -= take;
+        sk = 0;
+        cnt++;
+    }
+    struct iovec *v = cnt <= stackn ? stackv : malloc(sizeof *v * (size_t)cnt);
+    if (!v)
+        return -ENOMEM;
+    left = len;
+    sk = skip;
+    int k = 0;
+    for (int j = i; j < iovcnt && left > 0; j++) {
+        size_t take = VMIO_MIN(iov[j].iov_len - sk, left);
+        v[k].iov_base = (char *)iov[j].iov_base + sk;
+        v[k].iov_len = take;
+        k++;
+        left -= take;
+        sk = 0;
+    }
+    *out = v;
+    return cnt;
+}
+
+/* Send one part on t. Caller holds send_lock. */
+static int send_part(struct remote_state *s, struct vmio_transport *t, struct rpart *p)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE + VMIO_WIRE_IO_BODY];
+    struct vmio_wire_hdr h = { .type = p->type, .id = p->id };
+    size_t blen = 0;
+    struct iovec stackv[18];
+    struct iovec *data = NULL;
+    int ndata = 0;
+
+    switch (p->type) {
+    case VMIO_WIRE_READ:
+    case VMIO_WIRE_WRITE: {
+        struct vmio_wire_io io = { .offset = p->offset, .length = (uint32_t)p->length,
+                                   .flags = p->flags };
+        blen = vmio_wire_encode_io(hb + VMIO_WIRE_HDR_SIZE, &io);
+        if (p->type == VMIO_WIRE_WRITE) {
+            ndata = iov_slice(p->op->iov, p->op->iovcnt, p->iov_skip, p->length, stackv + 1,
+                              16, &data);
+            if (ndata < 0)
+                return vmio_set_error(API, ENOMEM, "out of memory");
+        }
+        break;
+    }
+    case VMIO_WIRE_TRIM:
+    case VMIO_WIRE_WRITE_ZEROES:
+    case VMIO_WIRE_BLOCK_STATUS: {
+        struct vmio_wire_range rg = { .offset = p->offset, .length = p->length,
+                                      .flags = p->flags };
+        blen = vmio_wire_encode_range(hb + VMIO_WIRE_HDR_SIZE, &rg);
+        break;
+    }
+    case VMIO_WIRE_TRUNCATE:
+        vmio_put_le64(hb + VMIO_WIRE_HDR_SIZE, p->offset);
+        blen = 8;
+        break;
+    default:
+        break;
+    }
+    h.length = (uint32_t)(blen + (p->type == VMIO_WIRE_WRITE ? p->length : 0));
+    vmio_wire_encode_hdr(hb, &h);
+
+    struct iovec *v = stackv;
+    if (ndata > 16) {
+        v = malloc(sizeof *v * (size_t)(ndata + 1));
+        if (!v) {
+            free(data);
+            return vmio_set_error(API, ENOMEM, "out of memory");
+        }
+        memcpy(v + 1, data, sizeof *v * (size_t)ndata);
+        free(data);
+        data = NULL;
+    }
+    v[0].iov_base = hb;
+    v[0].iov_len = VMIO_WIRE_HDR_SIZE + blen;
+    int r = vmio_transport_sendv(t, v, 1 + ndata);
+    if (v != stackv)
+        free(v);
+    else if (data && data != stackv + 1)
+        free(data);
+    return r;
+}
+
+/* Register a whole op's parts and send them if connected. */
+static int submit_op(struct remote_state *s, struct rop *op)
+{
+    pthread_mutex_lock(&s->send_lock);
+    pthread_mutex_lock(&s->lock);
+    if (s->state == ST_FAILED || s->state == ST_CLOSING) {
+        struct vmio_error_copy e = s->fail_err;
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_unlock(&s->send_lock);
+        if (e.err == 0)
+            return vmio_set_error(API, ESHUTDOWN, "connection is closed");
+        vmio_error_restore(&e);
+        return -e.err;
+    }
+    op->remaining = op->nparts;
+    for (int i = 0; i < op->nparts; i++) {
+        op->parts[i].id = ++s->next_id;
+        table_add(s, &op->parts[i]);
+    }
+    struct vmio_transport *t = s->t;
+    pthread_mutex_unlock(&s->lock);
+    /* Replies may arrive (and free op) as soon as a part is sent: keep
+     * what we need locally. */
+    int n = op->nparts;
+    struct rpart *parts = op->parts;
+    for (int i = 0; t && i < n; i++) {
+        if (send_part(s, t, &parts[i]) < 0) {
+            /* The receiver sees the broken stream and resends after
+             * reconnecting; the parts stay in the table. */
+            vmio_transport_shutdown(t);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->send_lock);
+    return 0;
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static void fail_all(struct remote_state *s, const struct vmio_error_copy *e)
+{
+    struct rpart *list = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (unsigned b = 0; b < NBUCKETS; b++) {
+        while (s->table[b]) {
+            struct rpart *p = s->table[b];
+            s->table[b] = p->hnext;
+            p->hnext = list;
+            list = p;
+        }
+    }
+    s->in_flight = 0;
+    pthread_mutex_unlock(&s->lock);
+    while (list) {
+        struct rpart *p = list;
+        list = p->hnext;
+        vmio_error_restore(e);
+        part_done(p, -e->err);
+    }
+}
+
+static int read_reply(struct remote_state *s, struct vmio_transport *t)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE];
+    struct vmio_wire_hdr h;
+    int r = vmio_transport_recv(t, hb, sizeof hb);
+    if (r < 0)
+        return vmio_set_error_errno(API, r == -EPIPE ? ECONNRESET : -r,
+                                    "connection to %s lost", t->peer);
+    r = vmio_wire_decode_hdr(API, hb, s->max_io, &h);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    struct rpart *p = table_take(s, h.id);
+    pthread_mutex_unlock(&s->lock);
+    if (!p)
+        return vmio_set_error(API, EPROTO, "%s answered unknown request id %" PRIu64, t->peer,
+                              h.id);
+    if (h.type != (p->type | VMIO_WIRE_REPLY)) {
+        r = vmio_set_error(API, EPROTO, "%s answered request type 0x%x with 0x%x", t->peer,
+                           p->type, h.type);
+        goto lost;
+    }
+    if (h.status != 0) {
+        uint8_t msg[VMIO_WIRE_MAX_ERRMSG];
+        if (h.length > sizeof msg) {
+            r = vmio_set_error(API, EPROTO, "%s sent an oversized error message", t->peer);
+            goto lost;
+        }
+        r = vmio_transport_recv(t, msg, h.length);
+        if (r < 0) {
+            r = vmio_set_error_errno(API, -r, "connection to %s lost", t->peer);
+            goto lost;
+        }
+        server_error(t, &h, msg, "the request");
+        /* Re-record with the server's own words as the message. */
+        int n = (int)h.length;
+        for (int i = 0; i < n; i++)
+            if (msg[i] < 0x20 || msg[i] == 0x7f)
+                n = i;
+        int err = vmio_wire_errno_from_status(h.status);
+        if (n)
+            vmio_set_error(API, err, "server: %.*s", n, (const char *)msg);
+        part_done(p, -err);
+        return 0;
+    }
+    uint32_t want = 0;
+    if (p->type == VMIO_WIRE_READ)
+        want = (uint32_t)p->length;
+    else if (p->type == VMIO_WIRE_SIZE)
+        want = 8;
+    else if (p->type == VMIO_WIRE_BLOCK_STATUS)
+        want = 16;
+    if (h.length != want) {
+        r = vmio_set_error(API, EPROTO, "%s sent a %u-byte reply, expected %u", t->peer,
+                           h.length, want);
+        goto lost;
+    }
+    if (p->type == VMIO_WIRE_READ) {
+        struct iovec stackv[16], *v;
+        int n = iov_slice(p->op->iov, p->op->iovcnt, p->iov_skip, p->length, stackv, 16, &v);
+        if (n < 0) {
+            r = vmio_set_error(API, ENOMEM, "out of memory");
+            goto lost;
+        }
+        for (int i = 0; i < n && r == 0; i++)
+            r = vmio_transport_recv(t, v[i].iov_base, v[i].iov_len);
+        if (v != stackv)
+            free(v);
+        if (r < 0) {
+            r = vmio_set_error_errno(API, r == -EPIPE ? ECONNRESET : -r,
+                                     "connection to %s lost", t->peer);
+            goto lost;
+        }
+    } else if (want) {
+        uint8_t b[16];
+        r = vmio_transport_recv(t, b, want);
+        if (r < 0) {
+            r = vmio_set_error_errno(API, r == -EPIPE ? ECONNRESET : -r,
+                                     "connection to %s lost", t->peer);
+            goto lost;
+        }
+        p->op->u64 = vmio_get_le64(b);
+        if (p->type == VMIO_WIRE_BLOCK_STATUS) {
+            p->op->u32 = vmio_get_le32(b + 8);
+            if (p->op->u32 > VMIO_EXTENT_HOLE || p->op->u64 == 0 || p->op->u64 > p->length) {
+                r = vmio_set_error(API, EPROTO, "%s sent a bad extent", t->peer);
+                goto lost;
+            }
+        }
+    }
+    part_done(p, 0);
+    return 0;
+lost:
+    /* Put it back: it will be resent on the next connection. */
+    pthread_mutex_lock(&s->lock);
+    table_add(s, p);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int is_permanent(int err)
+{
+    return err == EACCES || err == ENOENT || err == EROFS || err == EPERM || err == EISDIR ||
+           err == EPROTO || err == EINVAL;
+}
+
+/* Re-establish the connection and resend what is in flight. Returns 0 on
+ * success, or -errno when closing. */
+static int reconnect(struct remote_state *s)
+{
+    uint64_t start = vmio_now_ns();
+    int delay = 50;
+    int reported = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        int closing = s->state == ST_CLOSING;
+        pthread_mutex_unlock(&s->lock);
+        if (closing)
+            return -ESHUTDOWN;
+        struct vmio_transport *t;
+        struct vmio_wire_open_reply orep;
+        unsigned fl = s->open_flags & ~(VMIO_WIRE_OPEN_CREATE | VMIO_WIRE_OPEN_TRUNC |
+                                        VMIO_WIRE_OPEN_EXCL);
+        int r = handshake(s, fl, &t, &orep);
+        if (r == 0) {
+            pthread_mutex_lock(&s->send_lock);
+            pthread_mutex_lock(&s->lock);
+            s->t = t;
+            s->max_io = VMIO_MIN(s->max_io, orep.max_io);
+            int n = 0;
+            for (unsigned b = 0; b < NBUCKETS; b++)
+                for (struct rpart *p = s->table[b]; p; p = p->hnext)
+                    n++;
+            s->reconnects++;
+            s->retried += (uint64_t)n;
+            s->state = ST_CONNECTED;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            /* No reply can arrive before we resend (only this thread
+             * receives), and submitters wait for send_lock: walking the
+             * table without s->lock is safe from removals; additions happen
+             * under send_lock, which we hold. */
+            int ok = 1;
+            for (unsigned b = 0; b < NBUCKETS && ok; b++)
+                for (struct rpart *p = s->table[b]; p && ok; p = p->hnext)
+                    if (send_part(s, t, p) < 0)
+                        ok = 0;
+            if (!ok)
+                vmio_transport_shutdown(t);
+            pthread_mutex_unlock(&s->send_lock);
+            vmio_log(VMIO_LOG_INFO, "vmio: reconnected to %s:%u, resent %d requests", s->host,
+                     s->port, n);
+            return 0;
+        }
+        int err = -r;
+        uint64_t waited_ms = (vmio_now_ns() - start) / 1000000u;
+        if (is_permanent(err) || waited_ms >= (uint64_t)s->reconnect_timeout_ms) {
+            if (!reported) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "%s", vmio_errmsg());
+                const char *rest = strncmp(msg, "vmio: ", 6) == 0 ? msg + 6 : msg;
+                vmio_set_error(API, is_permanent(err) ? err : ESHUTDOWN,
+                               "connection to %s:%u lost and not re-established within "
+                               "%d ms: %s", s->host, s->port, s->reconnect_timeout_ms, rest);
+                struct vmio_error_copy e;
+                vmio_error_save(&e);
+                pthread_mutex_lock(&s->lock);
+                if (s->state != ST_CLOSING)
+                    s->state = ST_FAILED;
+                s->fail_err = e;
+                pthread_cond_broadcast(&s->cond);
+                pthread_mutex_unlock(&s->lock);
+                fail_all(s, &e);
+                reported = 1;
+            }
+            delay = 1000;   /* keep trying in the background */
+        }
+        sleep_ms(delay);
+        if (delay < 1000)
+            delay *= 2;
+    }
+}
+
+static void *rx_main(void *arg)
+{
+    struct remote_state *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (s->state == ST_CLOSING && s->in_flight == 0) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        struct vmio_transport *t = s->t;   /* only this thread replaces it */
+        if (t && read_reply(s, t) == 0)
+            continue;
+        pthread_mutex_lock(&s->lock);
+        int closing = s->state == ST_CLOSING;
+        if (!closing)
+            s->state = ST_RECONNECTING;
+        pthread_mutex_unlock(&s->lock);
+        if (t)
+            vmio_log(VMIO_LOG_WARNING, "%s", vmio_errmsg());
+        pthread_mutex_lock(&s->send_lock);
+        s->t = NULL;
+        pthread_mutex_unlock(&s->send_lock);
+        vmio_transport_close(t);
+        if (closing) {
+            struct vmio_error_copy e;
+            vmio_set_error(API, ESHUTDOWN, "connection closed");
+            vmio_error_save(&e);
+            fail_all(s, &e);
+            break;
+        }
+        if (reconnect(s) < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static struct rop *op_new(struct remote_state *s, int opcode, uint16_t type,
+                          const struct iovec *iov, int iovcnt, uint64_t offset, uint64_t length,
+                          unsigned flags, struct vmio_req *areq)
+{
+    int nparts = 1;
+    uint64_t chunk = length;
+    if (type == VMIO_WIRE_READ || type == VMIO_WIRE_WRITE) {
+        chunk = s->max_io;
+        nparts = (int)((length + chunk - 1) / chunk);
+    }
+    struct rop *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    op->parts = op->parts_inline;
+    if (nparts > 1) {
+        op->parts = calloc((size_t)nparts, sizeof *op->parts);
+        if (!op->parts) {
+            free(op);
+            return NULL;
+        }
+    }
+    op->opcode = opcode;
+    op->iov = iov;
+    op->iovcnt = iovcnt;
+    op->areq = areq;
+    op->nparts = nparts;
+    for (int i = 0; i < nparts; i++) {
+        struct rpart *p = &op->parts[i];
+        p->type = type;
+        p->op = op;
+        p->flags = flags;
+        p->offset = offset + (uint64_t)i * chunk;
+        p->iov_skip = (size_t)i * (size_t)chunk;
+        p->length = VMIO_MIN(chunk, length - (uint64_t)i * chunk);
+    }
+    if (!areq) {
+        pthread_mutex_init(&op->m, NULL);
+        pthread_cond_init(&op->c, NULL);
+    }
+    return op;
+}
+
+static void op_free(struct rop *op)
+{
+    pthread_mutex_destroy(&op->m);
+    pthread_cond_destroy(&op->c);
+    if (op->parts != op->parts_inline)
+        free(op->parts);
+    free(op);
+}
+
+/* Run an op synchronously; on success copies the results out. */
+static int run_sync(struct remote_state *s, int opcode, uint16_t type, const struct iovec *iov,
+                    int iovcnt, uint64_t offset, uint64_t length, unsigned flags,
+                    uint64_t *u64, uint32_t *u32)
+{
+    struct rop *op = op_new(s, opcode, type, iov, iovcnt, offset, length, flags, NULL);
+    if (!op)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    int r = submit_op(s, op);
+    if (r < 0) {
+        op_free(op);
+        return r;
+    }
+    pthread_mutex_lock(&op->m);
+    while (!op->done)
+        pthread_cond_wait(&op->c, &op->m);
+    pthread_mutex_unlock(&op->m);
+    r = op->result;
+    if (r < 0)
+        vmio_error_restore(&op->err);
+    else {
+        if (u64)
+            *u64 = op->u64;
+        if (u32)
+            *u32 = op->u32;
+    }
+    op_free(op);
+    return r;
+}
+
+static int remote_preadv(void *st, const struct iovec *iov, int n, uint64_t off)
+{
+    return run_sync(st, VMIO_OP_READ, VMIO_WIRE_READ, iov, n, off, vmio_iov_size(iov, n), 0,
+                    NULL, NULL);
+}
+
+static int remote_pwritev(void *st, const struct iovec *iov, int n, uint64_t off, unsigned f)
+{
+    return run_sync(st, VMIO_OP_WRITE, VMIO_WIRE_WRITE, iov, n, off, vmio_iov_size(iov, n),
+                    f & VMIO_WIRE_REQ_FUA, NULL, NULL);
+}
+
+static int remote_flush(void *st)
+{
+    return run_sync(st, VMIO_OP_FLUSH, VMIO_WIRE_FLUSH, NULL, 0, 0, 0, 0, NULL, NULL);
+}
+
+static int remote_discard(void *st, uint64_t off, uint64_t len)
+{
+    return run_sync(st, VMIO_OP_DISCARD, VMIO_WIRE_TRIM, NULL, 0, off, len, 0, NULL, NULL);
+}
+
+static int remote_write_zeroes(void *st, uint64_t off, uint64_t len, unsigned f)
+{
+    return run_sync(st, VMIO_OP_WRITE_ZEROES, VMIO_WIRE_WRITE_ZEROES, NULL, 0, off, len,
+                    f & VMIO_WIRE_REQ_ALL, NULL, NULL);
+}
+
+static int remote_get_size(void *st, uint64_t *size)
+{
+    return run_sync(st, OP_SIZE, VMIO_WIRE_SIZE, NULL, 0, 0, 0, 0, size, NULL);
+}
+
+static int remote_truncate(void *st, uint64_t size)
+{
+    struct remote_state *s = st;
+    if (!(s->caps & VMIO_CAP_WRITE))
+        return vmio_set_error(API, EROFS, "image is read-only on the server");
+    /* TRUNCATE carries the new size where the offset would be. */
+    return run_sync(st, OP_TRUNCATE, VMIO_WIRE_TRUNCATE, NULL, 0, size, 0, 0, NULL, NULL);
+}
+
+static int remote_block_status(void *st, uint64_t off, uint64_t max, uint64_t *len, int *type)
+{
+    struct remote_state *s = st;
+    if (!(s->caps & VMIO_CAP_BLOCK_STATUS)) {
+        *len = max;
+        *type = VMIO_EXTENT_DATA;
+        return 0;
+    }
+    uint64_t l = 0;
+    uint32_t t = 0;
+    int r = run_sync(st, OP_BLOCK_STATUS, VMIO_WIRE_BLOCK_STATUS, NULL, 0, off, max, 0, &l, &t);
+    if (r < 0)
+        return r;
+    *len = l;
+    *type = (int)t;
+    return 0;
+}
+
+static int remote_submit(void *st, struct vmio_req *req)
+{
+    struct remote_state *s = st;
+    uint16_t type;
+    uint64_t length = req->length;
+    unsigned flags = 0;
+    switch (req->op) {
+    case VMIO_OP_READ:
+        type = VMIO_WIRE_READ;
+        length = req->count;
+        break;
+    case VMIO_OP_WRITE:
+        type = VMIO_WIRE_WRITE;
+        length = req->count;
+        flags = req->flags & VMIO_WIRE_REQ_FUA;
+        break;
+    case VMIO_OP_FLUSH:
+        type = VMIO_WIRE_FLUSH;
+        break;
+    case VMIO_OP_DISCARD:
+        type = VMIO_WIRE_TRIM;
+        break;
+    case VMIO_OP_WRITE_ZEROES:
+        type = VMIO_WIRE_WRITE_ZEROES;
+        flags = req->flags & VMIO_WIRE_REQ_ALL;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if ((type == VMIO_WIRE_READ || type == VMIO_WIRE_WRITE) && length == 0) {
+        req->complete(req, 0);
+        return 0;
+    }
+    struct rop *op = op_new(s, req->op, type, req->iov, req->iovcnt, req->offset, length, flags,
+                            req);
+    if (!op)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    int r = submit_op(s, op);
+    if (r < 0) {
+        op_free(op);
+        return r;
+    }
+    return 0;
+}
+
+/* ---- open/close --------------------------------------------------------- */
+
+static void state_free(struct remote_state *s)
+{
+    free(s->host);
+    free(s->export_name);
+    free(s->path);
+    if (s->secret) {
+        memset(s->secret, 0, s->secret_len);
+        free(s->secret);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->send_lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+static int parse_ms(const char *v, const char *name, int *out)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || d <= 0 || d > 86400)
+        return vmio_set_error(API, EINVAL, "bad %s '%s' (seconds)", name, v);
+    *out = (int)(d * 1000);
+    if (*out == 0)
+        *out = 1;
+    return 0;
+}
+
+static int remote_open(const struct vmio_uri *u, unsigned flags,
+                       const struct vmio_open_options *opts, void **state)
+{
+    static const char *const allowed[] = { "secret-file", "transport", "timeout",
+                                           "reconnect-timeout", NULL };
+    int r = vmio_uri_check_opts(API, u, allowed);
+    if (r < 0)
+        return r;
+    if (!u->host || !u->host[0])
+        return vmio_set_error(API, EINVAL, "vmio:// URI needs a host");
+    const char *p = u->path;
+    while (*p == '/')
+        p++;
+    const char *slash = strchr(p, '/');
+    if (!slash || slash == p || slash[1] == '\0')
+        return vmio_set_error(API, EINVAL,
+                              "vmio:// URI path must be /EXPORT/PATH (got '%s')", u->path);
+    const char *tr = vmio_uri_get(u, "transport");
+    if (tr && strcmp(tr, "tcp") != 0 && strcmp(tr, "auto") != 0) {
+        if (strcmp(tr, "rdma") == 0)
+            return vmio_set_error(API, ENOTSUP, "RDMA transport is not built in");
+        return vmio_set_error(API, EINVAL, "unknown transport '%s' (tcp, rdma, auto)", tr);
+    }
+    struct remote_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->send_lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->host = strdup(u->host);
+    s->port = u->port ? u->port : VMIO_DEFAULT_PORT;
+    s->export_name = strndup(p, (size_t)(slash - p));
+    s->path = strdup(slash + 1);
+    s->connect_timeout_ms = opts->connect_timeout_ms ? (int)opts->connect_timeout_ms : 10000;
+    s->reconnect_timeout_ms =
+        opts->reconnect_timeout_ms ? (int)opts->reconnect_timeout_ms : 30000;
+    s->max_io = VMIO_WIRE_MAX_IO;
+    if (!s->host || !s->export_name || !s->path) {
+        state_free(s);
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    }
+    if (strlen(s->export_name) > VMIO_WIRE_MAX_NAME || strlen(s->path) > VMIO_WIRE_MAX_NAME) {
+        state_free(s);
+        return vmio_set_error(API, ENAMETOOLONG, "export name or path too long");
+    }
+    const char *v;
+    if ((v = vmio_uri_get(u, "timeout")) && (r = parse_ms(v, "timeout", &s->connect_timeout_ms)) < 0)
+        goto fail;
+    if ((v = vmio_uri_get(u, "reconnect-timeout")) &&
+        (r = parse_ms(v, "reconnect-timeout", &s->reconnect_timeout_ms)) < 0)
+        goto fail;
+    const char *sf = opts->secret_file;
+    if (!sf)
+        sf = vmio_uri_get(u, "secret-file");
+    if (!sf)
+        sf = getenv("VMIO_SECRET_FILE");
+    if (!sf || !*sf) {
+        r = vmio_set_error(API, EINVAL,
+                           "no shared secret: set VMIO_SECRET_FILE, the secret-file= URI "
+                           "option or the secret_file open option");
+        goto fail;
+    }
+    if ((r = vmio_read_secret_file(API, sf, &s->secret, &s->secret_len)) < 0)
+        goto fail;
+    s->open_flags = flags & VMIO_WIRE_OPEN_ALL;
+    s->create_size = opts->create_size;
+
+    struct vmio_wire_open_reply orep;
+    if ((r = handshake(s, s->open_flags, &s->t, &orep)) < 0)
+        goto fail;
+    s->max_io = orep.max_io;
+    s->caps = orep.caps;
+    s->state = ST_CONNECTED;
+    if ((r = pthread_create(&s->rx, NULL, rx_main, s)) != 0) {
+        vmio_transport_close(s->t);
+        r = vmio_set_error_errno(API, r, "cannot start receiver thread");
+        goto fail;
+    }
+    *state = s;
+    return 0;
+fail:
+    state_free(s);
+    return r;
+}
+
+static void remote_close(void *st)
+{
+    struct remote_state *s = st;
+    pthread_mutex_lock(&s->send_lock);
+    pthread_mutex_lock(&s->lock);
+    enum conn_state old = s->state;
+    s->state = ST_CLOSING;
+    pthread_mutex_unlock(&s->lock);
+    if (s->t) {
+        if (old == ST_CONNECTED) {
+            uint8_t hb[VMIO_WIRE_HDR_SIZE];
+            struct vmio_wire_hdr h = { .type = VMIO_WIRE_DISCONNECT, .id = ++s->next_id };
+            vmio_wire_encode_hdr(hb, &h);
+            struct iovec v = { hb, sizeof hb };
+            vmio_transport_sendv(s->t, &v, 1);
+        }
+        /* The server closes after answering what was in flight; the
+         * receiver then sees end of stream and exits. */
+        if (old != ST_CONNECTED)
+            vmio_transport_shutdown(s->t);
+    }
+    pthread_mutex_unlock(&s->send_lock);
+    pthread_join(s->rx, NULL);
+    vmio_transport_close(s->t);
+    state_free(s);
+}
+
+static unsigned remote_caps(void *st)
+{
+    struct remote_state *s = st;
+    return s->caps;
+}
+
+static void remote_stats(void *st, struct vmio_file_stats *out)
+{
+    struct remote_state *s = st;
+    pthread_mutex_lock(&s->lock);
+    out->reconnects = s->reconnects;
+    out->retried = s->retried;
+    pthread_mutex_unlock(&s->lock);
+}
+
+const struct vmio_backend_ops vmio_backend_remote = {
+    .struct_size = sizeof(struct vmio_backend_ops),
+    .name = "vmio",
+    .scheme = "vmio",
+    .open = remote_open,
+    .close = remote_close,
+    .caps = remote_caps,
+    .preadv = remote_preadv,
+    .pwritev = remote_pwritev,
+    .flush = remote_flush,
+    .discard = remote_discard,
+    .write_zeroes = remote_write_zeroes,
+    .get_size = remote_get_size,
+    .truncate = remote_truncate,
+    .block_status = remote_block_status,
+    .submit = remote_submit,
+    .stats = remote_stats,
+};
