@@ -1,18 +1,38 @@
 /* The asynchronous storage interface: requests go to the backend's native
  * submit or to a small pool of worker threads; completions are queued on the
- * file and announced through an eventfd, and run on the caller's thread by
- * vmio_aio_run_completions(). */
+ * file and run on the caller's thread by vmio_aio_run_completions().
+ *
+ * vmio_aio_fd() is an epoll set holding an eventfd (written when another
+ * thread queued a completion) and, for backends with native async I/O, the
+ * backend's own input (the vmio:// socket): replies are then read on the
+ * event loop's thread inside vmio_aio_run_completions(), with no thread
+ * hand-off and no eventfd traffic. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/internal.h"
 
+/* The file whose completions this thread is running, if any: completions
+ * queued from inside need no eventfd wake-up. */
+static _Thread_local struct vmio_file *running_completions;
+
 int vmio_aio_init(struct vmio_file *f)
 {
     f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    return f->efd < 0 ? -errno : 0;
+    if (f->efd < 0)
+        return -errno;
+    f->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (f->epfd < 0)
+        return -errno;
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = f->efd };
+    if (epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->efd, &ev) < 0)
+        return -errno;
+    f->ops.attach_aio(f->state, f->epfd, f->efd);
+    return 0;
 }
 
 /* Called exactly once per request, on any thread. */
@@ -35,12 +55,17 @@ static void aio_complete(struct vmio_req *req, int result)
         f->cq_head = ar;
     f->cq_tail = ar;
     pthread_mutex_unlock(&f->cq_lock);
-    uint64_t one = 1;
-    ssize_t n = write(f->efd, &one, sizeof one);
-    (void)n;
-    pthread_mutex_lock(&f->drain_lock);
-    pthread_cond_broadcast(&f->drain_cond);
-    pthread_mutex_unlock(&f->drain_lock);
+    if (running_completions != f &&
+        !__atomic_exchange_n(&f->efd_armed, 1, __ATOMIC_ACQ_REL)) {
+        uint64_t one = 1;
+        ssize_t n = write(f->efd, &one, sizeof one);
+        (void)n;
+    }
+    if (__atomic_load_n(&f->draining, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&f->drain_lock);
+        pthread_cond_broadcast(&f->drain_cond);
+        pthread_mutex_unlock(&f->drain_lock);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -121,8 +146,9 @@ int vmio_aio_submit(struct vmio_aio_req *ar)
 
 void vmio_aio_shutdown(struct vmio_file *f)
 {
-    /* Wait until every submitted request has completed. */
-    pthread_mutex_lock(&f->drain_lock);
+    /* Wait until every submitted request has completed, reading replies
+     * ourselves when the backend needs a receiver. */
+    __atomic_store_n(&f->draining, 1, __ATOMIC_RELEASE);
     for (;;) {
         pthread_mutex_lock(&f->cq_lock);
         int pending = 0;
@@ -131,9 +157,17 @@ void vmio_aio_shutdown(struct vmio_file *f)
         pthread_mutex_unlock(&f->cq_lock);
         if (__atomic_load_n(&f->in_flight, __ATOMIC_SEQ_CST) <= pending)
             break;
-        pthread_cond_wait(&f->drain_cond, &f->drain_lock);
+        if (f->ops.progress(f->state, 1) > 0)
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&f->drain_lock);
+        pthread_cond_timedwait(&f->drain_cond, &f->drain_lock, &ts);
+        pthread_mutex_unlock(&f->drain_lock);
     }
-    pthread_mutex_unlock(&f->drain_lock);
     pthread_mutex_lock(&f->wq_lock);
     f->stopping = 1;
     pthread_cond_broadcast(&f->wq_cond);
@@ -226,16 +260,21 @@ VMIO_API int vmio_aio_fd(vmio_file *f)
 {
     vmio_clear_error();
     VMIO_CHECK_ARG("vmio_aio_fd", f != NULL, EFAULT);
-    return f->efd;
+    return f->epfd;
 }
 
 VMIO_API int vmio_aio_run_completions(vmio_file *f)
 {
     vmio_clear_error();
     VMIO_CHECK_ARG("vmio_aio_run_completions", f != NULL, EFAULT);
-    uint64_t v;
-    ssize_t n = read(f->efd, &v, sizeof v);
-    (void)n;
+    if (__atomic_exchange_n(&f->efd_armed, 0, __ATOMIC_ACQ_REL)) {
+        uint64_t v;
+        ssize_t n = read(f->efd, &v, sizeof v);
+        (void)n;
+    }
+    running_completions = f;
+    f->ops.progress(f->state, 0);
+    running_completions = NULL;
     pthread_mutex_lock(&f->cq_lock);
     struct vmio_aio_req *list = f->cq_head;
     f->cq_head = f->cq_tail = NULL;

@@ -50,6 +50,8 @@ static int stub_submit(void *s, struct vmio_req *r)
     return -ENOTSUP;
 }
 static void stub_stats(void *s, struct vmio_file_stats *st) { }
+static void stub_attach_aio(void *s, int epfd, int efd) { }
+static int stub_progress(void *s, int wait) { return 0; }
 
 #define FILL(f) dst->f = src->f ? src->f : stub_##f
 void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src)
@@ -71,6 +73,8 @@ void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_o
     FILL(block_status);
     FILL(submit);
     FILL(stats);
+    FILL(attach_aio);
+    FILL(progress);
 }
 
 static const struct vmio_backend_ops *const backends[] = {

@@ -66,6 +66,14 @@ struct vmio_backend_ops {
     int (*submit)(void *state, struct vmio_req *req);
     /* Add backend counters (reconnects, retried). */
     void (*stats)(void *state, struct vmio_file_stats *st);
+    /* Event-loop integration for native async backends: the storage layer
+     * polls epfd on behalf of the user (vmio_aio_fd returns it); a backend
+     * keeps its own readiness source (its socket) registered there and
+     * writes efd when it changed it. progress() handles whatever input is
+     * ready without blocking (wait = 0) or waits for at least some
+     * (wait = 1); it returns how many requests it completed. */
+    void (*attach_aio)(void *state, int epfd, int efd);
+    int (*progress)(void *state, int wait);
 };
 
 extern const struct vmio_backend_ops vmio_backend_file;

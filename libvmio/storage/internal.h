@@ -28,7 +28,10 @@ struct vmio_file {
     uint64_t size;                 /* cached; atomic access */
 
     /* Completions waiting for vmio_aio_run_completions(). */
-    int efd;
+    int efd;                       /* eventfd: completions queued elsewhere */
+    int epfd;                      /* epoll set returned by vmio_aio_fd() */
+    int draining;                  /* atomic: vmio_close waits */
+    int efd_armed;                 /* atomic: efd was written, not yet read */
     pthread_mutex_t cq_lock;
     struct vmio_aio_req *cq_head, *cq_tail;
     int in_flight;                 /* atomic */

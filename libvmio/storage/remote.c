@@ -1,25 +1,32 @@
 /* vmio:// backend: the client side of the vmio protocol (docs/protocol.md).
  *
  * One connection per open image. Any thread may submit: a request is put in
- * the in-flight table and sent under the send lock; one receiver thread per
- * connection reads replies (READ data straight into the caller's buffers)
- * and completes requests in whatever order the server answers. Requests
- * larger than the server's max I/O are split into parts.
+ * the in-flight table and sent under the send lock. There is no receiver
+ * thread: replies are read by whoever needs them (leader/follower), so a
+ * reply costs no thread hand-off. A thread waiting for a synchronous request
+ * becomes the receiver if nobody else is, reads replies (READ data straight
+ * into the callers' buffers) and completes them in whatever order the server
+ * answers, until its own request is done; then it hands the role to the
+ * next waiter. Asynchronous users get the socket in the epoll set behind
+ * vmio_aio_fd() and read replies in vmio_aio_run_completions() (progress).
+ * Requests larger than the server's max I/O are split into parts.
  *
- * When the connection breaks, the receiver thread reconnects (handshake,
- * authentication, open without CREATE/TRUNC) and resends every request that
- * was not answered: writes are positional, so resending is idempotent and
- * nothing acknowledged is lost. If the server does not come back within the
- * reconnect timeout, pending and new requests fail with a clear error while
- * reconnection goes on in the background. */
+ * When the connection breaks, a reconnect thread (idle otherwise) performs
+ * the handshake, authentication and open again (without CREATE/TRUNC) and
+ * resends every request that was not answered: writes are positional, so
+ * resending is idempotent and nothing acknowledged is lost. If the server
+ * does not come back within the reconnect timeout, pending and new requests
+ * fail with a clear error while reconnection goes on in the background. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "protocol/auth.h"
 #include "protocol/wire.h"
@@ -54,10 +61,11 @@ struct rop {
     const struct iovec *iov;
     int iovcnt;
     struct vmio_req *areq;  /* async: completed through areq->complete */
-    /* sync waiter */
-    pthread_mutex_t m;
+    /* sync waiter (uses the state's lock) */
     pthread_cond_t c;
-    int done;
+    int done;               /* atomic */
+    int waiting;            /* on s->waiters */
+    struct rop *wnext;
     int remaining;          /* parts not yet answered (atomic) */
     int result;
     struct vmio_error_copy err;
@@ -94,7 +102,12 @@ struct remote_state {
     struct vmio_transport *t;   /* NULL while reconnecting */
     uint64_t next_id;
 
-    pthread_t rx;
+    int rx_busy;                /* somebody is the receiver (lock) */
+    struct rop *waiters;        /* sync ops waiting (lock) */
+    pthread_t reconn_thread;
+    pthread_cond_t reconn_cond;
+    int need_reconnect;         /* lock */
+    int epfd;                   /* from attach_aio, or -1 */
     uint64_t reconnects, retried;
 };
 
@@ -272,24 +285,23 @@ static void op_finish(struct rop *op)
         areq->complete(areq, result);
         return;
     }
-    pthread_mutex_lock(&op->m);
-    op->done = 1;
+    __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&op->c);
-    pthread_mutex_unlock(&op->m);
 }
 
-/* A part finished with result (error already recorded on this thread). */
+/* A part finished with result (error already recorded on this thread).
+ * Caller holds s->lock. */
 static void part_done(struct rpart *p, int result)
 {
     struct rop *op = p->op;
     if (result < 0) {
-        /* First error wins; parts finish on one thread (rx) or under lock. */
+        /* First error wins. */
         if (op->result == 0) {
             op->result = result;
             vmio_error_save(&op->err);
         }
     }
-    if (__atomic_sub_fetch(&op->remaining, 1, __ATOMIC_ACQ_REL) == 0)
+    if (--op->remaining == 0)
         op_finish(op);
 }
 
@@ -434,31 +446,39 @@ static int submit_op(struct remote_state *s, struct rop *op)
 
 static void fail_all(struct remote_state *s, const struct vmio_error_copy *e)
 {
-    struct rpart *list = NULL;
     pthread_mutex_lock(&s->lock);
     for (unsigned b = 0; b < NBUCKETS; b++) {
         while (s->table[b]) {
             struct rpart *p = s->table[b];
             s->table[b] = p->hnext;
-            p->hnext = list;
-            list = p;
+            s->in_flight--;
+            vmio_error_restore(e);
+            part_done(p, -e->err);
         }
     }
-    s->in_flight = 0;
     pthread_mutex_unlock(&s->lock);
-    while (list) {
-        struct rpart *p = list;
-        list = p->hnext;
-        vmio_error_restore(e);
-        part_done(p, -e->err);
-    }
 }
 
-static int read_reply(struct remote_state *s, struct vmio_transport *t)
+/* Read and complete one reply. With nowait, returns -EAGAIN (no error
+ * recorded) when no reply has started to arrive. */
+static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowait)
 {
     uint8_t hb[VMIO_WIRE_HDR_SIZE];
     struct vmio_wire_hdr h;
-    int r = vmio_transport_recv(t, hb, sizeof hb);
+    int r;
+    if (nowait) {
+        ssize_t n = recv(t->fd, hb, sizeof hb, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return -EAGAIN;
+        if (n < 0)
+            r = -errno;
+        else if (n == 0)
+            r = -EPIPE;
+        else
+            r = (size_t)n < sizeof hb ? vmio_transport_recv(t, hb + n, sizeof hb - (size_t)n) : 0;
+    } else {
+        r = vmio_transport_recv(t, hb, sizeof hb);
+    }
     if (r < 0)
         return vmio_set_error_errno(API, r == -EPIPE ? ECONNRESET : -r,
                                     "connection to %s lost", t->peer);
@@ -496,7 +516,9 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t)
         int err = vmio_wire_errno_from_status(h.status);
         if (n)
             vmio_set_error(API, err, "server: %.*s", n, (const char *)msg);
+        pthread_mutex_lock(&s->lock);
         part_done(p, -err);
+        pthread_mutex_unlock(&s->lock);
         return 0;
     }
     uint32_t want = 0;
@@ -544,7 +566,9 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t)
             }
         }
     }
+    pthread_mutex_lock(&s->lock);
     part_done(p, 0);
+    pthread_mutex_unlock(&s->lock);
     return 0;
 lost:
     /* Put it back: it will be resent on the next connection. */
@@ -554,10 +578,71 @@ lost:
     return r;
 }
 
-static void sleep_ms(int ms)
+/* Wake one waiting synchronous caller so that it becomes the receiver.
+ * Caller holds s->lock. */
+static void hand_over(struct remote_state *s)
 {
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
+    for (struct rop *w = s->waiters; w; w = w->wnext)
+        if (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+            pthread_cond_signal(&w->c);
+            return;
+        }
+}
+
+/* The receiver found the stream broken: drop the connection (its parts stay
+ * in the table) and let the reconnect thread take over. */
+static void connection_broken(struct remote_state *s, struct vmio_transport *t)
+{
+    vmio_log(VMIO_LOG_WARNING, "%s", vmio_errmsg());
+    pthread_mutex_lock(&s->send_lock);
+    pthread_mutex_lock(&s->lock);
+    int mine = s->t == t;
+    if (mine) {
+        s->t = NULL;
+        if (s->epfd >= 0)
+            epoll_ctl(s->epfd, EPOLL_CTL_DEL, t->fd, NULL);
+        if (s->state == ST_CONNECTED)
+            s->state = ST_RECONNECTING;
+        s->need_reconnect = 1;
+        pthread_cond_signal(&s->reconn_cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->send_lock);
+    if (mine)
+        vmio_transport_close(t);
+}
+
+/* Act as the receiver. Caller holds s->lock, nobody else receives and the
+ * connection is up. With mine: read until that op is done. Without: read
+ * what is ready (after waiting for the first reply if wait). Returns with
+ * s->lock held and the role handed over; result is replies handled. */
+static int rx_loop(struct remote_state *s, struct rop *mine, int wait)
+{
+    s->rx_busy = 1;
+    struct vmio_transport *t = s->t;
+    pthread_mutex_unlock(&s->lock);
+    int handled = 0;
+    for (;;) {
+        if (mine) {
+            if (__atomic_load_n(&mine->done, __ATOMIC_ACQUIRE))
+                break;
+        } else if (handled >= 64) {
+            break;
+        }
+        int nowait = !mine && (!wait || handled > 0);
+        int r = read_reply(s, t, nowait);
+        if (r == -EAGAIN)
+            break;
+        if (r < 0) {
+            connection_broken(s, t);
+            break;
+        }
+        handled++;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->rx_busy = 0;
+    hand_over(s);
+    return handled;
 }
 
 static int is_permanent(int err)
@@ -566,18 +651,23 @@ static int is_permanent(int err)
            err == EPROTO || err == EINVAL;
 }
 
+static int is_closing(struct remote_state *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int c = s->state == ST_CLOSING;
+    pthread_mutex_unlock(&s->lock);
+    return c;
+}
+
 /* Re-establish the connection and resend what is in flight. Returns 0 on
- * success, or -errno when closing. */
+ * success, or -ESHUTDOWN when the handle is closing. */
 static int reconnect(struct remote_state *s)
 {
     uint64_t start = vmio_now_ns();
     int delay = 50;
     int reported = 0;
     for (;;) {
-        pthread_mutex_lock(&s->lock);
-        int closing = s->state == ST_CLOSING;
-        pthread_mutex_unlock(&s->lock);
-        if (closing)
+        if (is_closing(s))
             return -ESHUTDOWN;
         struct vmio_transport *t;
         struct vmio_wire_open_reply orep;
@@ -587,21 +677,15 @@ static int reconnect(struct remote_state *s)
         if (r == 0) {
             pthread_mutex_lock(&s->send_lock);
             pthread_mutex_lock(&s->lock);
-            s->t = t;
-            s->max_io = VMIO_MIN(s->max_io, orep.max_io);
             int n = 0;
             for (unsigned b = 0; b < NBUCKETS; b++)
                 for (struct rpart *p = s->table[b]; p; p = p->hnext)
                     n++;
             s->reconnects++;
             s->retried += (uint64_t)n;
-            s->state = ST_CONNECTED;
-            pthread_cond_broadcast(&s->cond);
             pthread_mutex_unlock(&s->lock);
-            /* No reply can arrive before we resend (only this thread
-             * receives), and submitters wait for send_lock: walking the
-             * table without s->lock is safe from removals; additions happen
-             * under send_lock, which we hold. */
+            /* Nobody receives while s->t is NULL, and submitters wait for
+             * send_lock, which we hold: the table cannot change under us. */
             int ok = 1;
             for (unsigned b = 0; b < NBUCKETS && ok; b++)
                 for (struct rpart *p = s->table[b]; p && ok; p = p->hnext)
@@ -609,6 +693,18 @@ static int reconnect(struct remote_state *s)
                         ok = 0;
             if (!ok)
                 vmio_transport_shutdown(t);
+            pthread_mutex_lock(&s->lock);
+            s->t = t;
+            s->max_io = VMIO_MIN(s->max_io, orep.max_io);
+            if (s->state != ST_CLOSING)
+                s->state = ST_CONNECTED;
+            if (s->epfd >= 0) {
+                struct epoll_event ev = { .events = EPOLLIN, .data.fd = t->fd };
+                epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->fd, &ev);
+            }
+            if (!s->rx_busy)
+                hand_over(s);
+            pthread_mutex_unlock(&s->lock);
             pthread_mutex_unlock(&s->send_lock);
             vmio_log(VMIO_LOG_INFO, "vmio: reconnected to %s:%u, resent %d requests", s->host,
                      s->port, n);
@@ -630,53 +726,44 @@ static int reconnect(struct remote_state *s)
                 if (s->state != ST_CLOSING)
                     s->state = ST_FAILED;
                 s->fail_err = e;
-                pthread_cond_broadcast(&s->cond);
                 pthread_mutex_unlock(&s->lock);
                 fail_all(s, &e);
                 reported = 1;
             }
             delay = 1000;   /* keep trying in the background */
         }
-        sleep_ms(delay);
+        /* Sleep, but wake at once when the handle is closed. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)delay * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&s->lock);
+        if (s->state != ST_CLOSING)
+            pthread_cond_timedwait(&s->reconn_cond, &s->lock, &ts);
+        pthread_mutex_unlock(&s->lock);
         if (delay < 1000)
             delay *= 2;
     }
 }
 
-static void *rx_main(void *arg)
+static void *reconn_main(void *arg)
 {
     struct remote_state *s = arg;
+    pthread_mutex_lock(&s->lock);
     for (;;) {
-        pthread_mutex_lock(&s->lock);
-        if (s->state == ST_CLOSING && s->in_flight == 0) {
-            pthread_mutex_unlock(&s->lock);
+        while (!s->need_reconnect && s->state != ST_CLOSING)
+            pthread_cond_wait(&s->reconn_cond, &s->lock);
+        if (s->state == ST_CLOSING)
             break;
-        }
         pthread_mutex_unlock(&s->lock);
-        struct vmio_transport *t = s->t;   /* only this thread replaces it */
-        if (t && read_reply(s, t) == 0)
-            continue;
+        int r = reconnect(s);
         pthread_mutex_lock(&s->lock);
-        int closing = s->state == ST_CLOSING;
-        if (!closing)
-            s->state = ST_RECONNECTING;
-        pthread_mutex_unlock(&s->lock);
-        if (t)
-            vmio_log(VMIO_LOG_WARNING, "%s", vmio_errmsg());
-        pthread_mutex_lock(&s->send_lock);
-        s->t = NULL;
-        pthread_mutex_unlock(&s->send_lock);
-        vmio_transport_close(t);
-        if (closing) {
-            struct vmio_error_copy e;
-            vmio_set_error(API, ESHUTDOWN, "connection closed");
-            vmio_error_save(&e);
-            fail_all(s, &e);
-            break;
-        }
-        if (reconnect(s) < 0)
+        s->need_reconnect = 0;
+        if (r < 0)
             break;
     }
+    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -717,16 +804,13 @@ static struct rop *op_new(struct remote_state *s, int opcode, uint16_t type,
         p->iov_skip = (size_t)i * (size_t)chunk;
         p->length = VMIO_MIN(chunk, length - (uint64_t)i * chunk);
     }
-    if (!areq) {
-        pthread_mutex_init(&op->m, NULL);
+    if (!areq)
         pthread_cond_init(&op->c, NULL);
-    }
     return op;
 }
 
 static void op_free(struct rop *op)
 {
-    pthread_mutex_destroy(&op->m);
     pthread_cond_destroy(&op->c);
     if (op->parts != op->parts_inline)
         free(op->parts);
@@ -746,10 +830,26 @@ static int run_sync(struct remote_state *s, int opcode, uint16_t type, const str
         op_free(op);
         return r;
     }
-    pthread_mutex_lock(&op->m);
-    while (!op->done)
-        pthread_cond_wait(&op->c, &op->m);
-    pthread_mutex_unlock(&op->m);
+    pthread_mutex_lock(&s->lock);
+    while (!__atomic_load_n(&op->done, __ATOMIC_ACQUIRE)) {
+        if (!s->rx_busy && s->state == ST_CONNECTED && s->t) {
+            rx_loop(s, op, 1);
+            continue;
+        }
+        if (!op->waiting) {
+            op->wnext = s->waiters;
+            s->waiters = op;
+            op->waiting = 1;
+        }
+        pthread_cond_wait(&op->c, &s->lock);
+    }
+    if (op->waiting)
+        for (struct rop **pp = &s->waiters; *pp; pp = &(*pp)->wnext)
+            if (*pp == op) {
+                *pp = op->wnext;
+                break;
+            }
+    pthread_mutex_unlock(&s->lock);
     r = op->result;
     if (r < 0)
         vmio_error_restore(&op->err);
@@ -868,6 +968,34 @@ static int remote_submit(void *st, struct vmio_req *req)
     return 0;
 }
 
+static int remote_progress(void *st, int wait)
+{
+    struct remote_state *s = st;
+    int n = 0;
+    pthread_mutex_lock(&s->lock);
+    if (!s->rx_busy && s->state == ST_CONNECTED && s->t && s->in_flight > 0)
+        n = rx_loop(s, NULL, wait);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static void remote_attach_aio(void *st, int epfd, int efd)
+{
+    struct remote_state *s = st;
+    pthread_mutex_lock(&s->send_lock);
+    pthread_mutex_lock(&s->lock);
+    /* A socket added to the epoll set wakes a waiting event loop by
+     * itself, so the eventfd is not needed here. */
+    (void)efd;
+    s->epfd = epfd;
+    if (s->t) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->t->fd };
+        epoll_ctl(epfd, EPOLL_CTL_ADD, s->t->fd, &ev);
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->send_lock);
+}
+
 /* ---- open/close --------------------------------------------------------- */
 
 static void state_free(struct remote_state *s)
@@ -882,6 +1010,7 @@ static void state_free(struct remote_state *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->send_lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->reconn_cond);
     free(s);
 }
 
@@ -926,6 +1055,8 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->reconn_cond, NULL);
+    s->epfd = -1;
     s->host = strdup(u->host);
     s->port = u->port ? u->port : VMIO_DEFAULT_PORT;
     s->export_name = strndup(p, (size_t)(slash - p));
@@ -970,9 +1101,9 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     s->max_io = orep.max_io;
     s->caps = orep.caps;
     s->state = ST_CONNECTED;
-    if ((r = pthread_create(&s->rx, NULL, rx_main, s)) != 0) {
+    if ((r = pthread_create(&s->reconn_thread, NULL, reconn_main, s)) != 0) {
         vmio_transport_close(s->t);
-        r = vmio_set_error_errno(API, r, "cannot start receiver thread");
+        r = vmio_set_error_errno(API, r, "cannot start reconnect thread");
         goto fail;
     }
     *state = s;
@@ -985,27 +1116,22 @@ fail:
 static void remote_close(void *st)
 {
     struct remote_state *s = st;
-    pthread_mutex_lock(&s->send_lock);
     pthread_mutex_lock(&s->lock);
-    enum conn_state old = s->state;
     s->state = ST_CLOSING;
+    pthread_cond_broadcast(&s->reconn_cond);
     pthread_mutex_unlock(&s->lock);
+    pthread_join(s->reconn_thread, NULL);
+    /* Nothing is in flight any more (the storage layer drained it). */
     if (s->t) {
-        if (old == ST_CONNECTED) {
-            uint8_t hb[VMIO_WIRE_HDR_SIZE];
-            struct vmio_wire_hdr h = { .type = VMIO_WIRE_DISCONNECT, .id = ++s->next_id };
-            vmio_wire_encode_hdr(hb, &h);
-            struct iovec v = { hb, sizeof hb };
-            vmio_transport_sendv(s->t, &v, 1);
-        }
-        /* The server closes after answering what was in flight; the
-         * receiver then sees end of stream and exits. */
-        if (old != ST_CONNECTED)
-            vmio_transport_shutdown(s->t);
+        uint8_t hb[VMIO_WIRE_HDR_SIZE];
+        struct vmio_wire_hdr h = { .type = VMIO_WIRE_DISCONNECT, .id = ++s->next_id };
+        vmio_wire_encode_hdr(hb, &h);
+        struct iovec v = { hb, sizeof hb };
+        vmio_transport_sendv(s->t, &v, 1);
+        if (s->epfd >= 0)
+            epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->t->fd, NULL);
+        vmio_transport_close(s->t);
     }
-    pthread_mutex_unlock(&s->send_lock);
-    pthread_join(s->rx, NULL);
-    vmio_transport_close(s->t);
     state_free(s);
 }
 
@@ -1041,4 +1167,6 @@ const struct vmio_backend_ops vmio_backend_remote = {
     .block_status = remote_block_status,
     .submit = remote_submit,
     .stats = remote_stats,
+    .attach_aio = remote_attach_aio,
+    .progress = remote_progress,
 };

@@ -23,6 +23,7 @@ static int file_new(const struct vmio_backend_ops *be, unsigned flags, vmio_file
     vmio_backend_fill(&f->ops, be);
     f->flags = flags;
     f->efd = -1;
+    f->epfd = -1;
     pthread_mutex_init(&f->cq_lock, NULL);
     pthread_mutex_init(&f->wq_lock, NULL);
     pthread_cond_init(&f->wq_cond, NULL);
@@ -42,6 +43,8 @@ static void file_free(vmio_file *f)
     pthread_cond_destroy(&f->drain_cond);
     if (f->efd >= 0)
         close(f->efd);
+    if (f->epfd >= 0)
+        close(f->epfd);
     free(f->workers);
     free(f);
 }
