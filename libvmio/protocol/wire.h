@@ -14,7 +14,7 @@
 #define VMIO_WIRE_NONCE_SIZE 32u
 #define VMIO_WIRE_PROOF_SIZE 32u      /* HMAC-SHA256 */
 #define VMIO_WIRE_MAX_NAME 4096u      /* export name / path bytes */
-#define VMIO_WIRE_MAX_HANDSHAKE (16u + 2u * VMIO_WIRE_MAX_NAME)
+#define VMIO_WIRE_MAX_HANDSHAKE (20u + 2u * VMIO_WIRE_MAX_NAME)
 #define VMIO_WIRE_MAX_ERRMSG 1024u
 /* Largest READ/WRITE payload a peer may use; the server announces its own
  * (<= this) in OPEN_REPLY and clients split larger requests. */
