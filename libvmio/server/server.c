@@ -1,13 +1,1383 @@
-/* placeholder */
-#include <vmio/server.h>
-#include "core/internal.h"
-VMIO_API int vmio_server_new(vmio_server **s) { return vmio_set_error("vmio_server_new", ENOTSUP, "not yet"); }
-VMIO_API void vmio_server_free(vmio_server *s) { }
-VMIO_API int vmio_server_set_secret(vmio_server *s, const void *p, size_t l) { return -ENOTSUP; }
-VMIO_API int vmio_server_set_secret_file(vmio_server *s, const char *p) { return -ENOTSUP; }
-VMIO_API int vmio_server_set_workers(vmio_server *s, unsigned w) { return -ENOTSUP; }
-VMIO_API int vmio_server_add_export(vmio_server *s, const char *n, const char *d, unsigned f) { return -ENOTSUP; }
-VMIO_API int vmio_server_listen(vmio_server *s, const char *h, uint16_t p) { return -ENOTSUP; }
-VMIO_API int vmio_server_port(vmio_server *s) { return -ENOTSUP; }
-VMIO_API int vmio_server_start(vmio_server *s) { return -ENOTSUP; }
-VMIO_API int vmio_server_stop(vmio_server *s) { return -ENOTSUP; }
+/* The vmio I/O server (docs/protocol.md describes what it speaks).
+ *
+ * Threads: one accept thread (also reaps finished connections and enforces
+ * the handshake deadline), and per connection a small set of request
+ * threads in a leader/follower scheme, with no hand-off between threads:
+ * the connection's first thread runs the handshake; then each thread in
+ * turn takes the receive lock, reads exactly one request frame into a
+ * buffer of its own, lets go of the lock, runs the request through the
+ * storage API and sends the reply itself, so replies may leave out of
+ * order. A connection starts serving with its first thread alone and adds
+ * threads, up to the configured number, when requests arrive while all
+ * of them are busy.
+ *
+ * Bounds: each thread has at most one request in progress, so a peer that
+ * sends more is simply not read until a thread is free; a thread keeps a
+ * buffer of up to KEEP_BYTES, and larger buffers are charged to a
+ * per-connection budget (CONN_MAX_BYTES) that is waited for before they
+ * are allocated. A peer can never make us allocate more than that.
+ *
+ * Messages sent to clients never carry our internal API prefix, and the
+ * messages the storage layer produces name files "export/path", never the
+ * server-side directory. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol/auth.h"
+#include "protocol/wire.h"
+#include "server/internal.h"
+#include "storage/backend.h"
+#include "transport/transport.h"
+
+#define API VMIO_SERVER_API
+
+/* Request threads per connection. */
+#define DEFAULT_WORKERS 8u
+#define MAX_WORKERS 1024u
+#define MAX_SECRET 65536u
+#define HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
+/* Stop waits this long for connections to drain before it cuts them. */
+#define STOP_GRACE_MS 10000
+/* A request thread keeps a buffer this large (a 1 MiB WRITE frame fits);
+ * requests that need more allocate it for their own time, within
+ * CONN_MAX_BYTES per connection. */
+#define KEEP_BYTES ((1u << 20) + 4096u)
+#define BUF_MIN (64u << 10)
+/* Room for two maximal frames, so one request always fits. */
+#define CONN_MAX_BYTES (2u * VMIO_WIRE_MAX_FRAME + (16u << 20))
+/* Read-ahead of a connection; request bodies up to RX_SMALL pass through
+ * it, larger ones are received straight into the thread's buffer. */
+#define RBUF_SIZE (64u << 10)
+#define RX_SMALL (RBUF_SIZE / 2)
+/* A request that ran this long while nobody was reading checks whether
+ * input is waiting. */
+#define SLOW_NS 200000u
+
+struct conn;
+
+struct worker {                     /* one request thread of a connection */
+    struct conn *c;
+    pthread_t thread;               /* unused for workers[0] (conn->thread) */
+    uint8_t *buf;                   /* request body, then READ data */
+    size_t cap;
+    size_t charged;                 /* bytes of buf charged to conn->mem_bytes */
+};
+
+struct conn {
+    struct conn *next, *prev;       /* srv->conns (prev unused on zombies) */
+    struct vmio_server *srv;
+    struct vmio_transport *t;
+    pthread_t thread;               /* handshake, then request thread 0 */
+    uint64_t deadline_ns;           /* handshake deadline, 0 when done; srv->lock */
+    int timed_out;                  /* srv->lock */
+
+    vmio_file *file;
+    const struct vmio_export *exp;
+    uint32_t features;
+    int writable;
+
+    pthread_mutex_t send_lock;
+    int send_failed;                /* send_lock */
+
+    /* Receiving: one thread at a time holds the reader role (reading) and
+     * owns rbuf; threads that want the role while it is taken sleep on
+     * rx_cond (idle) until they are called. */
+    pthread_mutex_t rx_lock;
+    pthread_cond_t rx_cond;
+    int reading;                    /* rx_lock */
+    unsigned idle;                  /* rx_lock */
+    unsigned called;                /* of them, signalled and not yet up; rx_lock */
+    int rx_done;                    /* nothing more is read; rx_lock */
+    uint8_t *rbuf;                  /* read-ahead, RBUF_SIZE; the reader's */
+    size_t rpos, rlen;              /* unread: rbuf[rpos..rlen); the reader's */
+
+    pthread_mutex_t spawn_lock;     /* adding request threads */
+    unsigned nthreads;              /* started; spawn_lock */
+    unsigned maxthreads;            /* spawn_lock */
+    int spawn_closed;               /* the connection is ending; spawn_lock */
+    struct worker *workers;         /* maxthreads of them */
+
+    pthread_mutex_t mem_lock;
+    pthread_cond_t mem_cond;        /* signalled when mem_bytes drops */
+    size_t mem_bytes;               /* large buffers held; mem_lock */
+    uint64_t served;                /* atomic */
+};
+
+struct vmio_server {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;            /* connection list changes (monotonic clock) */
+    uint8_t *secret;
+    size_t secret_len;
+    unsigned nworkers;              /* as set; 0 = default */
+    unsigned conn_threads;          /* request threads per connection while running */
+    struct vmio_export *exports;
+    int *lfds;
+    size_t nlfds;
+    int port;                       /* -1 until listening */
+    int wakefd;                     /* eventfd: wakes the accept thread */
+    int running;
+    int stopping;                   /* atomic reads from request threads */
+    pthread_t acceptor;
+    struct conn *conns;             /* live connections */
+    struct conn *zombies;           /* finished, waiting to be joined */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/* Library threads never take the application's signals. */
+static int spawn(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(th, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+static void wake_acceptor(struct vmio_server *s)
+{
+    uint64_t one = 1;
+    ssize_t n = write(s->wakefd, &one, sizeof one);
+    (void)n;
+}
+
+/* "api: message" -> "message": the peer does not care which internal
+ * function failed. */
+static const char *strip_api(const char *m)
+{
+    const char *p = m;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+        p++;
+    if (p != m && p[0] == ':' && p[1] == ' ')
+        return p + 2;
+    return m;
+}
+
+/* Copy in to out as valid, printable UTF-8 (client-supplied names may be
+ * anything); returns the length, at most cap. */
+static size_t sanitize_utf8(char *out, size_t cap, const char *in)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0;
+    while (*p && o < cap) {
+        unsigned char ch = *p;
+        size_t n = ch < 0x80 ? 1 : (ch >= 0xc2 && ch <= 0xdf) ? 2
+                 : (ch & 0xf0) == 0xe0 ? 3 : (ch >= 0xf0 && ch <= 0xf4) ? 4 : 0;
+        int ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                ok = 0;
+        if (!ok || (n == 1 && (ch < 0x20 || ch == 0x7f))) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        if (o + n > cap)
+            break;
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    return o;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static int send_frame(struct conn *c, uint16_t type, uint64_t id, int32_t status,
+                      const void *body, size_t len)
+{
+    uint8_t hdr[VMIO_WIRE_HDR_SIZE];
+    struct vmio_wire_hdr h = { .type = type, .flags = 0, .id = id, .length = (uint32_t)len,
+                               .status = status };
+    vmio_wire_encode_hdr(hdr, &h);
+    struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)body, len } };
+    int r, first_failure = 0;
+    pthread_mutex_lock(&c->send_lock);
+    if (c->send_failed) {
+        r = -EPIPE;
+    } else {
+        r = vmio_transport_sendv(c->t, iov, len ? 2 : 1);
+        if (r < 0)
+            c->send_failed = first_failure = 1;
+    }
+    pthread_mutex_unlock(&c->send_lock);
+    if (first_failure) {
+        vmio_log(VMIO_LOG_INFO, "vmio_server: %s: cannot send: %s; closing", c->t->peer,
+                 strerror(-r));
+        /* Wake the reader: nothing more can be answered. */
+        vmio_transport_shutdown(c->t);
+    }
+    return r;
+}
+
+/* Error reply: status from err (> 0), body = the message. */
+static int send_error(struct conn *c, uint16_t type, uint64_t id, int err, const char *msg)
+{
+    char body[VMIO_WIRE_MAX_ERRMSG];
+    size_t n = sanitize_utf8(body, sizeof body, strip_api(msg));
+    return send_frame(c, type, id, vmio_wire_status_from_errno(err), body, n);
+}
+
+static uint16_t reply_type(uint16_t type)
+{
+    return (uint16_t)(type | VMIO_WIRE_REPLY);
+}
+
+/* ---- handshake -------------------------------------------------------- */
+
+static const char *type_name(uint16_t t)
+{
+    switch (t) {
+    case VMIO_WIRE_HELLO: return "HELLO";
+    case VMIO_WIRE_AUTH: return "AUTH";
+    case VMIO_WIRE_OPEN: return "OPEN";
+    default: return "a request";
+    }
+}
+
+/* Receive one handshake frame of the expected type. On a frame-level
+ * error returns -EPROTO/-EPIPE (nothing sent); on the wrong type replies
+ * EPROTO and returns -EPROTO. */
+static int recv_handshake(struct conn *c, uint16_t want, struct vmio_wire_hdr *h,
+                          uint8_t *body)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE];
+    int r = vmio_transport_recv(c->t, hb, sizeof hb);
+    if (r < 0)
+        return r;
+    r = vmio_wire_decode_hdr(API, hb, VMIO_WIRE_MAX_HANDSHAKE, h);
+    if (r < 0) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: protocol error in handshake: %s; closing",
+                 c->t->peer, strip_api(vmio_errmsg()));
+        return r;
+    }
+    r = vmio_transport_recv(c->t, body, h->length);
+    if (r < 0)
+        return r;
+    if (h->type != want || h->status != 0) {
+        char msg[128];
+        if (h->type != want)
+            snprintf(msg, sizeof msg, "expected %s, got %s (type 0x%02x)", type_name(want),
+                     type_name(h->type), h->type);
+        else
+            snprintf(msg, sizeof msg, "%s carries a status", type_name(want));
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: protocol error in handshake: %s; closing",
+                 c->t->peer, msg);
+        send_error(c, reply_type(h->type), h->id, EPROTO, msg);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* Log and reply with the calling thread's last error. */
+static int handshake_fail(struct conn *c, const struct vmio_wire_hdr *h, int r)
+{
+    vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: %s refused: %s", c->t->peer,
+             type_name(h->type), strip_api(vmio_errmsg()));
+    send_error(c, reply_type(h->type), h->id, -r, vmio_errmsg());
+    return r;
+}
+
+static const struct vmio_export *find_export(struct vmio_server *s, const char *name,
+                                             size_t len)
+{
+    const struct vmio_export *e;
+    pthread_mutex_lock(&s->lock);
+    for (e = s->exports; e; e = e->next)
+        if (strlen(e->name) == len && memcmp(e->name, name, len) == 0)
+            break;
+    pthread_mutex_unlock(&s->lock);
+    return e;
+}
+
+static int handshake(struct conn *c, uint8_t *body)
+{
+    struct vmio_server *s = c->srv;
+    struct vmio_wire_hdr h;
+    int r;
+
+    /* HELLO */
+    r = recv_handshake(c, VMIO_WIRE_HELLO, &h, body);
+    if (r < 0)
+        return r;
+    struct vmio_wire_hello hello;
+    r = vmio_wire_decode_hello(API, body, h.length, &hello);
+    if (r < 0)
+        return handshake_fail(c, &h, r);
+    if (hello.min_version > VMIO_WIRE_VERSION || hello.max_version < VMIO_WIRE_VERSION) {
+        r = vmio_set_error(API, EPROTO,
+                           "no common protocol version: client speaks %u..%u, server %u",
+                           hello.min_version, hello.max_version, VMIO_WIRE_VERSION);
+        return handshake_fail(c, &h, r);
+    }
+    struct vmio_wire_hello_reply hr;
+    memset(&hr, 0, sizeof hr);
+    hr.version = VMIO_WIRE_VERSION;
+    hr.features = hello.features & VMIO_WIRE_F_ALL;
+    r = vmio_auth_random(API, hr.nonce, sizeof hr.nonce);
+    if (r < 0)
+        return handshake_fail(c, &h, r);
+    /* The server proves itself first: a client never sends its proof to
+     * a peer that does not know the secret. */
+    vmio_auth_server_proof(s->secret, s->secret_len, hello.nonce, hr.nonce, hr.proof);
+    uint8_t out[8 + VMIO_WIRE_NONCE_SIZE + VMIO_WIRE_PROOF_SIZE];
+    size_t n = vmio_wire_encode_hello_reply(out, &hr);
+    r = send_frame(c, reply_type(VMIO_WIRE_HELLO), h.id, 0, out, n);
+    if (r < 0)
+        return r;
+    c->features = hr.features;
+
+    /* AUTH */
+    r = recv_handshake(c, VMIO_WIRE_AUTH, &h, body);
+    if (r < 0)
+        return r;
+    if (h.length != VMIO_WIRE_PROOF_SIZE) {
+        r = vmio_set_error(API, EPROTO, "AUTH has %u bytes, expected %u", h.length,
+                           VMIO_WIRE_PROOF_SIZE);
+        return handshake_fail(c, &h, r);
+    }
+    uint8_t expect[VMIO_WIRE_PROOF_SIZE];
+    vmio_auth_client_proof(s->secret, s->secret_len, hr.nonce, hello.nonce, expect);
+    if (!vmio_auth_proof_equal(expect, body)) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: authentication failed", c->t->peer);
+        send_error(c, reply_type(VMIO_WIRE_AUTH), h.id, EACCES, "authentication failed");
+        return -EACCES;
+    }
+    r = send_frame(c, reply_type(VMIO_WIRE_AUTH), h.id, 0, NULL, 0);
+    if (r < 0)
+        return r;
+
+    /* OPEN */
+    r = recv_handshake(c, VMIO_WIRE_OPEN, &h, body);
+    if (r < 0)
+        return r;
+    struct vmio_wire_open op;
+    r = vmio_wire_decode_open(API, body, h.length, &op);
+    if (r < 0)
+        return handshake_fail(c, &h, r);
+    c->exp = find_export(s, op.export_name, op.export_len);
+    if (!c->exp) {
+        r = vmio_set_error(API, ENOENT, "unknown export '%.*s'", (int)op.export_len,
+                           op.export_name);
+        return handshake_fail(c, &h, r);
+    }
+    r = vmio_export_open(c->exp, op.path, op.path_len, op.flags, op.create_size, &c->file);
+    if (r < 0)
+        return handshake_fail(c, &h, r);
+    struct vmio_wire_open_reply orep = { .max_io = VMIO_WIRE_MAX_IO };
+    unsigned caps = 0;
+    r = vmio_get_size(c->file, &orep.size);
+    if (r == 0)
+        r = vmio_get_caps(c->file, &caps);
+    if (r < 0)
+        return handshake_fail(c, &h, r);
+    if (c->exp->flags & VMIO_EXPORT_RDONLY)
+        caps &= ~(VMIO_CAP_WRITE | VMIO_CAP_DISCARD | VMIO_CAP_WRITE_ZEROES | VMIO_CAP_FUA);
+    if (!(c->features & VMIO_WIRE_F_BLOCK_STATUS))
+        caps &= ~VMIO_CAP_BLOCK_STATUS;
+    orep.caps = caps;
+    c->writable = (caps & VMIO_CAP_WRITE) != 0;
+    uint8_t ob[16];
+    n = vmio_wire_encode_open_reply(ob, &orep);
+    r = send_frame(c, reply_type(VMIO_WIRE_OPEN), h.id, 0, ob, n);
+    if (r < 0)
+        return r;
+    vmio_log(VMIO_LOG_INFO, "vmio_server: %s: opened %s/%.*s (%s, %" PRIu64 " bytes)",
+             c->t->peer, c->exp->name, (int)op.path_len, op.path,
+             c->writable ? "read-write" : "read-only", orep.size);
+    return 0;
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+/* Wait until n more bytes of large buffers fit in the connection's budget
+ * (n <= CONN_MAX_BYTES, so it always fits once nothing else is held). */
+static void mem_charge(struct conn *c, size_t n)
+{
+    pthread_mutex_lock(&c->mem_lock);
+    while (c->mem_bytes + n > CONN_MAX_BYTES)
+        pthread_cond_wait(&c->mem_cond, &c->mem_lock);
+    c->mem_bytes += n;
+    pthread_mutex_unlock(&c->mem_lock);
+}
+
+static void mem_uncharge(struct conn *c, size_t n)
+{
+    pthread_mutex_lock(&c->mem_lock);
+    c->mem_bytes -= n;
+    pthread_cond_broadcast(&c->mem_cond);
+    pthread_mutex_unlock(&c->mem_lock);
+}
+
+static void buf_drop(struct conn *c, struct worker *w)
+{
+    free(w->buf);
+    w->buf = NULL;
+    w->cap = 0;
+    if (w->charged) {
+        mem_uncharge(c, w->charged);
+        w->charged = 0;
+    }
+}
+
+/* Make w->buf hold at least need bytes; its contents are not kept. A
+ * buffer above KEEP_BYTES is charged to the connection's budget (this may
+ * wait for other requests to finish) and dropped after its request. */
+static int buf_reserve(struct conn *c, struct worker *w, size_t need)
+{
+    if (need <= w->cap)
+        return 0;
+    size_t cap = BUF_MIN;
+    while (cap < need && cap < KEEP_BYTES)
+        cap *= 2;
+    if (cap >= (1u << 20))
+        cap = need <= KEEP_BYTES ? KEEP_BYTES : (need + 4095) & ~(size_t)4095;
+    buf_drop(c, w);
+    if (cap > KEEP_BYTES) {
+        mem_charge(c, cap);
+        w->charged = cap;
+    }
+    void *p;
+    if (posix_memalign(&p, 4096, cap) != 0) {
+        buf_drop(c, w);
+        return -ENOMEM;
+    }
+    w->buf = p;
+    w->cap = cap;
+    return 0;
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+/* Receive into the connection's read-ahead buffer until at least want
+ * bytes (<= RBUF_SIZE) are unread; rx_lock held. One recv() usually brings
+ * a whole request, or several: the transport's own recv reads exact
+ * lengths, which would cost a system call for the header and another for
+ * the body. */
+static int rx_fill(struct conn *c, size_t want)
+{
+    size_t have = c->rlen - c->rpos;
+    if (c->rpos) {
+        memmove(c->rbuf, c->rbuf + c->rpos, have);
+        c->rpos = 0;
+        c->rlen = have;
+    }
+    while (c->rlen < want) {
+        ssize_t n = recv(c->t->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
+        if (n > 0)
+            c->rlen += (size_t)n;
+        else if (n == 0)
+            return -EPIPE;
+        else if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+/* Read one request frame: the header into *h, the body into w->buf.
+ * rx_lock held. Returns 0, or < 0 (logged) when the stream ended or cannot
+ * be followed any more. */
+static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
+{
+    int r = 0;
+    if (c->rlen - c->rpos < VMIO_WIRE_HDR_SIZE)
+        r = rx_fill(c, VMIO_WIRE_HDR_SIZE);
+    if (r == -EPIPE)
+        return r;
+    if (r < 0) {
+        vmio_log(VMIO_LOG_INFO, "vmio_server: %s: receive failed: %s", c->t->peer,
+                 strerror(-r));
+        return r;
+    }
+    r = vmio_wire_decode_hdr(API, c->rbuf + c->rpos, VMIO_WIRE_MAX_FRAME, h);
+    if (r < 0) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: protocol error: %s; closing",
+                 c->t->peer, strip_api(vmio_errmsg()));
+        return r;
+    }
+    c->rpos += VMIO_WIRE_HDR_SIZE;
+    size_t len = h->length, have = c->rlen - c->rpos;
+    if (buf_reserve(c, w, len ? len : 1) < 0) {
+        /* Without the body the stream cannot be followed any more. */
+        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: out of memory; closing", c->t->peer);
+        return -ENOMEM;
+    }
+    if (have >= len) {
+        memcpy(w->buf, c->rbuf + c->rpos, len);
+        c->rpos += len;
+    } else if (len <= RX_SMALL) {
+        r = rx_fill(c, len);
+        if (r == 0) {
+            memcpy(w->buf, c->rbuf, len);
+            c->rpos = len;
+        }
+    } else {
+        /* Large: what is buffered, then the rest straight into place. */
+        memcpy(w->buf, c->rbuf + c->rpos, have);
+        c->rpos = c->rlen = 0;
+        r = vmio_transport_recv(c->t, w->buf + have, len - have);
+    }
+    if (r < 0) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: truncated frame (%s); closing",
+                 c->t->peer, r == -EPIPE ? "end of stream" : strerror(-r));
+        return r;
+    }
+    return 0;
+}
+
+static void *request_main(void *arg);
+
+/* Start one more request thread, unless the connection has all it may
+ * have or is ending. */
+static void add_thread(struct conn *c, const char *why)
+{
+    pthread_mutex_lock(&c->spawn_lock);
+    if (!c->spawn_closed && c->nthreads < c->maxthreads) {
+        struct worker *w = &c->workers[c->nthreads];
+        w->c = c;
+        int e = spawn(&w->thread, request_main, w);
+        if (e == 0) {
+            c->nthreads++;
+            vmio_log(VMIO_LOG_DEBUG, "vmio_server: %s: request thread %u started (%s)",
+                     c->t->peer, c->nthreads, why);
+        } else {
+            vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: cannot start a thread: %s; "
+                     "serving with %u", c->t->peer, strerror(e), c->nthreads);
+            c->maxthreads = c->nthreads;
+        }
+    }
+    pthread_mutex_unlock(&c->spawn_lock);
+}
+
+/* Requests that commonly wait for the disk. */
+static int may_block(const struct vmio_wire_request *q)
+{
+    switch (q->hdr.type) {
+    case VMIO_WIRE_READ:
+        return 0;
+    case VMIO_WIRE_WRITE:
+        return (q->u.io.flags & VMIO_WIRE_REQ_FUA) != 0;
+    case VMIO_WIRE_SIZE:
+    case VMIO_WIRE_BLOCK_STATUS:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* Somebody must read now (the reader role is free, rx_lock held): returns
+ * 1 when one of the sleeping threads is to be called (the caller signals
+ * rx_cond after unlocking: the woken thread needs the lock), 2 when there
+ * is none and a thread is to be added, 0 when one is on its way. */
+static int call_reader(struct conn *c)
+{
+    if (c->called)
+        return 0;
+    if (c->idle) {
+        c->called++;
+        return 1;
+    }
+    return 2;
+}
+
+enum { REQ_RUN, REQ_SKIP, REQ_STOP };
+
+/* Take the reader role, read and decode one request, give the role up.
+ * REQ_RUN: *q is to be run. REQ_SKIP: it was refused (error reply sent).
+ * REQ_STOP: nothing more is read on this connection.
+ *
+ * Nobody is woken to read next unless it is needed: when more input is
+ * already here, or the request may block. Otherwise the role stays free
+ * until a thread comes back from its request (at one request at a time,
+ * this same thread: no switch at all), and *alone is set so that the
+ * caller checks for waiting input if the request turns out slow. Threads
+ * are added up to maxthreads when a reader is needed and none sleeps. */
+static int next_request(struct conn *c, struct worker *w, struct vmio_wire_request *q,
+                        int *alone)
+{
+    struct vmio_wire_hdr h;
+    int ret, r = 0;
+
+    *alone = 0;
+    pthread_mutex_lock(&c->rx_lock);
+    while (c->reading && !c->rx_done) {
+        c->idle++;
+        pthread_cond_wait(&c->rx_cond, &c->rx_lock);
+        c->idle--;
+        if (c->called)
+            c->called--;
+    }
+    if (c->rx_done || __atomic_load_n(&c->srv->stopping, __ATOMIC_ACQUIRE)) {
+        c->rx_done = 1;
+        pthread_cond_broadcast(&c->rx_cond);
+        pthread_mutex_unlock(&c->rx_lock);
+        return REQ_STOP;
+    }
+    c->reading = 1;
+    pthread_mutex_unlock(&c->rx_lock);
+
+    if (rx_frame(c, w, &h) < 0)
+        ret = REQ_STOP;
+    else if ((r = vmio_wire_decode_request(API, &h, w->buf, VMIO_WIRE_MAX_IO, q)) < 0)
+        ret = REQ_SKIP;
+    else if (h.type == VMIO_WIRE_DISCONNECT)
+        ret = REQ_STOP;
+    else
+        ret = REQ_RUN;
+
+    const char *why = NULL;
+    if (ret == REQ_RUN) {
+        if (c->rpos < c->rlen)
+            why = "more requests waiting";
+        else if (may_block(q))
+            why = "request may block";
+        else
+            *alone = 1;
+    }
+    int call = 0;
+    pthread_mutex_lock(&c->rx_lock);
+    c->reading = 0;
+    if (ret == REQ_STOP)
+        c->rx_done = 1;
+    else if (why)
+        call = call_reader(c);
+    pthread_mutex_unlock(&c->rx_lock);
+    if (ret == REQ_STOP)
+        pthread_cond_broadcast(&c->rx_cond);
+    else if (call == 1)
+        pthread_cond_signal(&c->rx_cond);
+    else if (call == 2)
+        add_thread(c, why);
+    if (ret == REQ_SKIP) {
+        vmio_log(VMIO_LOG_DEBUG, "vmio_server: %s: bad request: %s", c->t->peer,
+                 strip_api(vmio_errmsg()));
+        send_error(c, reply_type(h.type), h.id, -r, vmio_errmsg());
+    }
+    return ret;
+}
+
+/* A request that ran alone took long: if input is waiting and nobody
+ * reads, call a reader now rather than after the reply. Not on the fast
+ * path: peeking at the socket costs a system call. */
+static void check_waiting(struct conn *c)
+{
+    pthread_mutex_lock(&c->rx_lock);
+    int vacant = !c->reading && !c->rx_done;
+    pthread_mutex_unlock(&c->rx_lock);
+    char b;
+    if (!vacant || recv(c->t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+        return;
+    int call = 0;
+    pthread_mutex_lock(&c->rx_lock);
+    if (!c->reading && !c->rx_done)
+        call = call_reader(c);
+    pthread_mutex_unlock(&c->rx_lock);
+    if (call == 1)
+        pthread_cond_signal(&c->rx_cond);
+    else if (call == 2)
+        add_thread(c, "requests waiting behind a slow one");
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+static int read_only_error(struct conn *c)
+{
+    if (c->exp->flags & VMIO_EXPORT_RDONLY)
+        return vmio_set_error(API, EROFS, "export is read-only");
+    return vmio_set_error(API, EROFS, "image was opened read-only");
+}
+
+static int check_tcp_slots(const struct vmio_wire_io *io)
+{
+    if (io->addr != 0 || io->rkey != 0)
+        return vmio_set_error(API, EINVAL, "RDMA buffer fields must be 0 over TCP");
+    return 0;
+}
+
+/* Run one request through the storage API. Returns 0 with the reply body
+ * in *body (READ data goes into w->buf, whose request body has been
+ * decoded already; small replies into small[16]), or < 0 with the error
+ * recorded. */
+static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire_request *q,
+                        uint8_t *small, const void **bodyp, size_t *blenp)
+{
+    const struct vmio_wire_io *io = &q->u.io;
+    const struct vmio_wire_range *rg = &q->u.range;
+    uint16_t type = q->hdr.type;
+    const void *body = NULL;
+    size_t blen = 0;
+    int r = 0;
+
+    vmio_clear_error();
+    switch (type) {
+    case VMIO_WIRE_READ:
+        r = check_tcp_slots(io);
+        if (r == 0 && io->flags)
+            r = vmio_set_error(API, EINVAL, "READ takes no flags (got 0x%x)", io->flags);
+        if (r == 0 && buf_reserve(c, w, io->length) < 0)
+            r = vmio_set_error(API, ENOMEM, "out of memory");
+        if (r == 0) {
+            r = vmio_pread(c->file, w->buf, io->length, io->offset);
+            body = w->buf;
+            blen = io->length;
+        }
+        break;
+    case VMIO_WIRE_WRITE:
+        r = check_tcp_slots(io);
+        if (r == 0 && (io->flags & ~VMIO_WIRE_REQ_FUA))
+            r = vmio_set_error(API, EINVAL, "WRITE takes only the FUA flag (got 0x%x)",
+                               io->flags);
+        if (r == 0 && !c->writable)
+            r = read_only_error(c);
+        if (r == 0)
+            r = vmio_pwrite(c->file, q->data, io->length, io->offset,
+                            (io->flags & VMIO_WIRE_REQ_FUA) ? VMIO_REQ_FUA : 0);
+        break;
+    case VMIO_WIRE_FLUSH:
+        r = vmio_flush(c->file);
+        break;
+    case VMIO_WIRE_TRIM:
+        if (rg->flags & ~VMIO_WIRE_REQ_FUA)
+            r = vmio_set_error(API, EINVAL, "TRIM takes only the FUA flag (got 0x%x)",
+                               rg->flags);
+        if (r == 0 && !c->writable)
+            r = read_only_error(c);
+        if (r == 0)
+            r = vmio_discard(c->file, rg->offset, rg->length);
+        if (r == 0 && (rg->flags & VMIO_WIRE_REQ_FUA))
+            r = vmio_flush(c->file);
+        break;
+    case VMIO_WIRE_WRITE_ZEROES:
+        if (!c->writable)
+            r = read_only_error(c);
+        if (r == 0)
+            r = vmio_write_zeroes(c->file, rg->offset, rg->length,
+                                  ((rg->flags & VMIO_WIRE_REQ_FUA) ? VMIO_REQ_FUA : 0) |
+                                  ((rg->flags & VMIO_WIRE_REQ_MAY_TRIM) ? VMIO_REQ_MAY_TRIM : 0));
+        break;
+    case VMIO_WIRE_SIZE: {
+        uint64_t size;
+        r = vmio_get_size(c->file, &size);
+        if (r == 0) {
+            vmio_put_le64(small, size);
+            body = small;
+            blen = 8;
+        }
+        break;
+    }
+    case VMIO_WIRE_TRUNCATE:
+        if (!(c->features & VMIO_WIRE_F_TRUNCATE))
+            r = vmio_set_error(API, ENOTSUP, "TRUNCATE was not negotiated");
+        else if (!c->writable)
+            r = read_only_error(c);
+        else
+            r = vmio_truncate(c->file, q->u.size);
+        break;
+    case VMIO_WIRE_BLOCK_STATUS: {
+        uint64_t len = 0;
+        int t = 0;
+        if (!(c->features & VMIO_WIRE_F_BLOCK_STATUS))
+            r = vmio_set_error(API, ENOTSUP, "BLOCK_STATUS was not negotiated");
+        else if (rg->flags)
+            r = vmio_set_error(API, EINVAL, "BLOCK_STATUS takes no flags (got 0x%x)",
+                               rg->flags);
+        else
+            r = vmio_block_status(c->file, rg->offset, rg->length, &len, &t);
+        if (r == 0) {
+            vmio_put_le64(small, len);
+            vmio_put_le32(small + 8, (uint32_t)t);
+            vmio_put_le32(small + 12, 0);
+            body = small;
+            blen = 16;
+        }
+        break;
+    }
+    default:    /* the decoder let through only the types above */
+        r = vmio_set_error(API, EPROTO, "unexpected request type 0x%x", type);
+        break;
+    }
+    *bodyp = body;
+    *blenp = blen;
+    return r;
+}
+
+/* A request thread's life: read one request, run it, answer it, again,
+ * until the connection stops reading. */
+static void serve(struct conn *c, struct worker *w)
+{
+    for (;;) {
+        struct vmio_wire_request q;
+        int alone;
+        int r = next_request(c, w, &q, &alone);
+        if (r == REQ_STOP)
+            break;
+        if (r == REQ_RUN) {
+            uint8_t small[16];
+            const void *body;
+            size_t blen;
+            uint64_t t0 = alone ? vmio_now_ns() : 0;
+            r = exec_request(c, w, &q, small, &body, &blen);
+            /* Before the reply: until then the client cannot have reacted
+             * to it, so input now came while we were busy. */
+            if (alone && vmio_now_ns() - t0 > SLOW_NS)
+                check_waiting(c);
+            uint16_t type = reply_type(q.hdr.type);
+            if (r < 0)
+                send_error(c, type, q.hdr.id, -r, vmio_errmsg());
+            else
+                send_frame(c, type, q.hdr.id, 0, body, blen);
+            __atomic_add_fetch(&c->served, 1, __ATOMIC_RELAXED);
+        }
+        if (w->cap > KEEP_BYTES)
+            buf_drop(c, w);
+    }
+    buf_drop(c, w);
+}
+
+static void *request_main(void *arg)
+{
+    struct worker *w = arg;
+    serve(w->c, w);
+    return NULL;
+}
+
+/* After the handshake: serve with the connection's request threads, and
+ * return once all of them are done and every reply went out. */
+static void serve_conn(struct conn *c, unsigned nthreads)
+{
+    c->rbuf = malloc(RBUF_SIZE);
+    c->workers = calloc(nthreads, sizeof *c->workers);
+    if (!c->rbuf || !c->workers) {
+        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: out of memory; closing", c->t->peer);
+        return;
+    }
+    c->workers[0].c = c;
+    c->nthreads = 1;
+    c->maxthreads = nthreads;
+    serve(c, &c->workers[0]);
+    pthread_mutex_lock(&c->spawn_lock);
+    c->spawn_closed = 1;
+    unsigned n = c->nthreads;
+    pthread_mutex_unlock(&c->spawn_lock);
+    for (unsigned i = 1; i < n; i++)
+        pthread_join(c->workers[i].thread, NULL);
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct vmio_server *s = c->srv;
+
+    uint8_t *body = malloc(VMIO_WIRE_MAX_HANDSHAKE);
+    int r = body ? handshake(c, body) : -ENOMEM;
+    free(body);
+
+    pthread_mutex_lock(&s->lock);
+    int timed_out = c->timed_out;
+    c->deadline_ns = 0;
+    unsigned nthreads = s->conn_threads;
+    pthread_mutex_unlock(&s->lock);
+
+    if (r == 0) {
+        serve_conn(c, nthreads);
+        vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64 " requests",
+                 c->t->peer, __atomic_load_n(&c->served, __ATOMIC_RELAXED));
+    } else if (timed_out) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: handshake timed out; closing",
+                 c->t->peer);
+    } else if (r == -EPIPE) {
+        vmio_log(VMIO_LOG_INFO, "vmio_server: %s: closed during handshake", c->t->peer);
+    }
+    vmio_close(c->file);
+    c->file = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = s->zombies;
+    s->zombies = c;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    wake_acceptor(s);
+    return NULL;
+}
+
+static void conn_free(struct conn *c)
+{
+    vmio_transport_close(c->t);
+    free(c->rbuf);
+    free(c->workers);
+    pthread_mutex_destroy(&c->send_lock);
+    pthread_mutex_destroy(&c->rx_lock);
+    pthread_cond_destroy(&c->rx_cond);
+    pthread_mutex_destroy(&c->spawn_lock);
+    pthread_mutex_destroy(&c->mem_lock);
+    pthread_cond_destroy(&c->mem_cond);
+    free(c);
+}
+
+/* Join and free finished connections (detached from the list). */
+static void reap(struct conn *z)
+{
+    while (z) {
+        struct conn *n = z->next;
+        pthread_join(z->thread, NULL);
+        conn_free(z);
+        z = n;
+    }
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void keepalive(int fd)
+{
+    /* A peer that vanished without a FIN must not pin a reader forever. */
+    int on = 1, idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+static void new_conn(struct vmio_server *s, int fd)
+{
+    struct vmio_transport *t;
+    if (vmio_tcp_wrap(API, fd, &t) < 0) {
+        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s", strip_api(vmio_errmsg()));
+        close(fd);
+        return;
+    }
+    keepalive(fd);
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: out of memory; dropped", t->peer);
+        vmio_transport_close(t);
+        return;
+    }
+    c->srv = s;
+    c->t = t;
+    pthread_mutex_init(&c->send_lock, NULL);
+    pthread_mutex_init(&c->rx_lock, NULL);
+    pthread_cond_init(&c->rx_cond, NULL);
+    pthread_mutex_init(&c->spawn_lock, NULL);
+    pthread_mutex_init(&c->mem_lock, NULL);
+    pthread_cond_init(&c->mem_cond, NULL);
+    vmio_log(VMIO_LOG_INFO, "vmio_server: connection from %s", t->peer);
+
+    pthread_mutex_lock(&s->lock);
+    c->deadline_ns = vmio_now_ns() + HANDSHAKE_TIMEOUT_NS;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    int r = spawn(&c->thread, conn_main, c);
+    if (r != 0) {
+        s->conns = c->next;
+        if (c->next)
+            c->next->prev = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r != 0) {
+        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: cannot start a thread: %s; dropped",
+                 t->peer, strerror(r));
+        conn_free(c);
+    }
+}
+
+static void *accept_main(void *arg)
+{
+    struct vmio_server *s = arg;
+    struct pollfd *pfds = NULL;
+    size_t cap = 0;
+    int backoff = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        struct conn *z = s->zombies;
+        s->zombies = NULL;
+        size_t n = s->nlfds;
+        if (n + 1 > cap) {
+            struct pollfd *np = realloc(pfds, (n + 1) * sizeof *pfds);
+            if (np) {
+                pfds = np;
+                cap = n + 1;
+            } else {
+                n = cap ? cap - 1 : 0;
+            }
+        }
+        if (!pfds) {
+            pthread_mutex_unlock(&s->lock);
+            reap(z);
+            usleep(100000);
+            continue;
+        }
+        pfds[0] = (struct pollfd){ .fd = s->wakefd, .events = POLLIN };
+        for (size_t i = 0; i < n; i++)
+            pfds[i + 1] = (struct pollfd){ .fd = s->lfds[i], .events = POLLIN };
+        /* Enforce handshake deadlines; sleep until the next one. */
+        uint64_t now = vmio_now_ns(), next = 0;
+        for (struct conn *c = s->conns; c; c = c->next) {
+            if (!c->deadline_ns)
+                continue;
+            if (c->deadline_ns <= now) {
+                c->deadline_ns = 0;
+                c->timed_out = 1;
+                vmio_transport_shutdown(c->t);
+            } else if (!next || c->deadline_ns < next) {
+                next = c->deadline_ns;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        reap(z);
+
+        int timeout = next ? (int)((next - now) / 1000000u + 1) : -1;
+        if (backoff)
+            timeout = (timeout < 0 || timeout > backoff) ? backoff : timeout;
+        int pr = poll(pfds, n + 1, timeout);
+        if (pr < 0)
+            continue;
+        backoff = 0;
+        if (pfds[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t rn = read(s->wakefd, &v, sizeof v);
+            (void)rn;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!(pfds[i + 1].revents & POLLIN))
+                continue;
+            int fd = accept4(pfds[i + 1].fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    /* Out of descriptors: retry later instead of spinning. */
+                    vmio_log(VMIO_LOG_ERROR, "vmio_server: accept: %s", strerror(errno));
+                    backoff = 100;
+                }
+                continue;
+            }
+            new_conn(s, fd);
+        }
+    }
+    free(pfds);
+    return NULL;
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+VMIO_API int vmio_server_new(vmio_server **server)
+{
+    static const char api[] = "vmio_server_new";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, server != NULL, EFAULT);
+    struct vmio_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return vmio_set_error(api, ENOMEM, "out of memory");
+    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wakefd < 0) {
+        int e = errno;
+        free(s);
+        return vmio_set_error_errno(api, e, "eventfd");
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->lock, NULL);
+    s->port = -1;
+    *server = s;
+    return 0;
+}
+
+VMIO_API void vmio_server_free(vmio_server *s)
+{
+    if (!s)
+        return;
+    vmio_server_stop(s);
+    for (size_t i = 0; i < s->nlfds; i++)
+        close(s->lfds[i]);
+    free(s->lfds);
+    while (s->exports) {
+        struct vmio_export *e = s->exports;
+        s->exports = e->next;
+        vmio_export_free(e);
+    }
+    if (s->secret) {
+        explicit_bzero(s->secret, s->secret_len);
+        free(s->secret);
+    }
+    close(s->wakefd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+static int set_secret(const char *api, vmio_server *s, const void *secret, size_t len)
+{
+    if (len == 0)
+        return vmio_set_error(api, EINVAL, "empty secret");
+    if (len > MAX_SECRET)
+        return vmio_set_error(api, EINVAL, "secret longer than %u bytes", MAX_SECRET);
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return vmio_set_error(api, ENOMEM, "out of memory");
+    memcpy(copy, secret, len);
+    pthread_mutex_lock(&s->lock);
+    if (s->running) {
+        pthread_mutex_unlock(&s->lock);
+        explicit_bzero(copy, len);
+        free(copy);
+        return vmio_set_error(api, EBUSY, "server is running");
+    }
+    if (s->secret) {
+        explicit_bzero(s->secret, s->secret_len);
+        free(s->secret);
+    }
+    s->secret = copy;
+    s->secret_len = len;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+VMIO_API int vmio_server_set_secret(vmio_server *s, const void *secret, size_t len)
+{
+    static const char api[] = "vmio_server_set_secret";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    VMIO_CHECK_ARG(api, secret != NULL, EFAULT);
+    return set_secret(api, s, secret, len);
+}
+
+VMIO_API int vmio_server_set_secret_file(vmio_server *s, const char *path)
+{
+    static const char api[] = "vmio_server_set_secret_file";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    VMIO_CHECK_ARG(api, path != NULL, EFAULT);
+    uint8_t *secret;
+    size_t len;
+    int r = vmio_read_secret_file(api, path, &secret, &len);
+    if (r < 0)
+        return r;
+    r = set_secret(api, s, secret, len);
+    explicit_bzero(secret, len);
+    free(secret);
+    return r;
+}
+
+VMIO_API int vmio_server_set_workers(vmio_server *s, unsigned workers)
+{
+    static const char api[] = "vmio_server_set_workers";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    if (workers > MAX_WORKERS)
+        return vmio_set_error(api, EINVAL, "%u workers is more than the limit of %u", workers,
+                              MAX_WORKERS);
+    pthread_mutex_lock(&s->lock);
+    int running = s->running;
+    if (!running)
+        s->nworkers = workers;
+    pthread_mutex_unlock(&s->lock);
+    if (running)
+        return vmio_set_error(api, EBUSY, "server is running");
+    return 0;
+}
+
+VMIO_API int vmio_server_add_export(vmio_server *s, const char *name, const char *dir,
+                                    unsigned flags)
+{
+    static const char api[] = "vmio_server_add_export";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    VMIO_CHECK_ARG(api, name != NULL, EFAULT);
+    VMIO_CHECK_ARG(api, dir != NULL, EFAULT);
+    if (flags & ~VMIO_EXPORT_RDONLY)
+        return vmio_set_error(api, EINVAL, "unknown export flags 0x%x",
+                              flags & ~VMIO_EXPORT_RDONLY);
+    struct vmio_export *e;
+    int r = vmio_export_new(api, name, dir, flags, &e);
+    if (r < 0)
+        return r;
+    /* Appended under the lock and never removed before free: readers
+     * may keep pointers to exports. */
+    pthread_mutex_lock(&s->lock);
+    struct vmio_export **pp = &s->exports;
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->name, name) == 0)
+            break;
+    if (*pp) {
+        pthread_mutex_unlock(&s->lock);
+        vmio_export_free(e);
+        return vmio_set_error(api, EEXIST, "export '%s' already exists", name);
+    }
+    *pp = e;
+    pthread_mutex_unlock(&s->lock);
+    vmio_log(VMIO_LOG_DEBUG, "vmio_server: export '%s' = %s%s", name, dir,
+             (flags & VMIO_EXPORT_RDONLY) ? " (read-only)" : "");
+    return 0;
+}
+
+VMIO_API int vmio_server_listen(vmio_server *s, const char *host, uint16_t port)
+{
+    static const char api[] = "vmio_server_listen";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    int bound = 0;
+    int fd = vmio_tcp_listen(api, host, port, &bound);
+    if (fd < 0)
+        return fd;
+    /* Non-blocking, so that a connection reset between poll and accept
+     * cannot block the accept thread. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        return vmio_set_error_errno(api, e, "fcntl");
+    }
+    pthread_mutex_lock(&s->lock);
+    int *nl = realloc(s->lfds, (s->nlfds + 1) * sizeof *nl);
+    if (!nl) {
+        pthread_mutex_unlock(&s->lock);
+        close(fd);
+        return vmio_set_error(api, ENOMEM, "out of memory");
+    }
+    s->lfds = nl;
+    s->lfds[s->nlfds++] = fd;
+    s->port = bound;
+    int running = s->running;
+    pthread_mutex_unlock(&s->lock);
+    if (running)
+        wake_acceptor(s);
+    vmio_log(VMIO_LOG_INFO, "vmio_server: listening on %s%s%s port %d",
+             host && strchr(host, ':') ? "[" : "", host ? host : "*",
+             host && strchr(host, ':') ? "]" : "", bound);
+    return 0;
+}
+
+VMIO_API int vmio_server_port(vmio_server *s)
+{
+    static const char api[] = "vmio_server_port";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    pthread_mutex_lock(&s->lock);
+    int port = s->port;
+    pthread_mutex_unlock(&s->lock);
+    if (port < 0)
+        return vmio_set_error(api, EINVAL, "server is not listening");
+    return port;
+}
+
+VMIO_API int vmio_server_start(vmio_server *s)
+{
+    static const char api[] = "vmio_server_start";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    if (s->running)
+        r = vmio_set_error(api, EBUSY, "server is already running");
+    else if (!s->secret)
+        r = vmio_set_error(api, EINVAL, "no secret set (vmio_server_set_secret)");
+    else if (s->nlfds == 0)
+        r = vmio_set_error(api, EINVAL, "not listening (vmio_server_listen)");
+    if (r < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
+    unsigned want = s->nworkers ? s->nworkers : DEFAULT_WORKERS;
+    s->conn_threads = want;
+    s->running = 1;
+    __atomic_store_n(&s->stopping, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->lock);
+    int e = spawn(&s->acceptor, accept_main, s);
+    if (e != 0) {
+        pthread_mutex_lock(&s->lock);
+        s->running = 0;
+        pthread_mutex_unlock(&s->lock);
+        return vmio_set_error_errno(api, e, "cannot start the accept thread");
+    }
+    vmio_log(VMIO_LOG_INFO, "vmio_server: serving with up to %u request threads per connection",
+             want);
+    return 0;
+}
+
+static void shutdown_conns(struct vmio_server *s, int how)
+{
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (how == SHUT_RDWR)
+            vmio_transport_shutdown(c->t);
+        else
+            shutdown(c->t->fd, SHUT_RD);    /* stop reading; replies still go out */
+    }
+}
+
+VMIO_API int vmio_server_stop(vmio_server *s)
+{
+    static const char api[] = "vmio_server_stop";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    pthread_mutex_lock(&s->lock);
+    if (!s->running || s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->lock);
+    wake_acceptor(s);
+    pthread_join(s->acceptor, NULL);
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nlfds; i++)
+        close(s->lfds[i]);
+    s->nlfds = 0;
+    s->port = -1;
+    shutdown_conns(s, SHUT_RD);
+    /* Connections whose peer does not read its replies would block a stop
+     * forever: after the grace period, cut them. */
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += STOP_GRACE_MS / 1000;
+    int cut = 0;
+    while (s->conns) {
+        if (cut) {
+            pthread_cond_wait(&s->cond, &s->lock);
+        } else if (pthread_cond_timedwait(&s->cond, &s->lock, &dl) == ETIMEDOUT) {
+            vmio_log(VMIO_LOG_WARNING, "vmio_server: connections still busy after %d s; "
+                     "closing them", STOP_GRACE_MS / 1000);
+            shutdown_conns(s, SHUT_RDWR);
+            cut = 1;
+        }
+    }
+    struct conn *z = s->zombies;
+    s->zombies = NULL;
+    pthread_mutex_unlock(&s->lock);
+    reap(z);
+
+    pthread_mutex_lock(&s->lock);
+    s->running = 0;
+    __atomic_store_n(&s->stopping, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->lock);
+    vmio_log(VMIO_LOG_INFO, "vmio_server: stopped");
+    return 0;
+}

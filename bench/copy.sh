@@ -1,0 +1,151 @@
+#!/bin/bash
+# Copy benchmark: vmio-cp against qemu-img convert and nbdcopy on the same
+# half-sparse raw image, locally (file to file) and to a server on TCP
+# loopback (vmio-cp to vmiod, nbdcopy and qemu-img to nbdkit's file plugin).
+#
+# Image layout (SIZE_MIB total, default 2048): SEG_MIB (default 64) MiB of
+# random data, then SEG_MIB MiB of hole, repeated, so half of the image is
+# data and half is holes, with the holes known to SEEK_HOLE.
+#
+# Every copy is durable: vmio-cp always flushes the destination, qemu-img
+# runs with -t writeback (which flushes when it closes the image; its
+# default for convert is cache=unsafe, no flush) and nbdcopy with --flush.
+# The tools' no-flush defaults are measured too, as a reference. Best of
+# RUNS (default 3) wall-clock times; the destination is removed (or, for
+# nbdkit, emptied) before each run. Nothing is dropped from the page cache:
+# the source stays cached, so the numbers compare the copy engines, not
+# the disk. Each destination is compared with cmp once.
+#
+# Environment: SIZE_MIB, SEG_MIB, RUNS, BUILD_DIR (see bench/lib.sh).
+# Output: a table on stdout, raw results in bench/out/copy-*.json.
+. "$(dirname "$0")/lib.sh"
+
+SIZE_MIB=${SIZE_MIB:-2048}
+SEG_MIB=${SEG_MIB:-64}
+RUNS=${RUNS:-3}
+
+require_cmd meson ninja nbdkit nbdcopy qemu-img python3 cmp
+bench_build
+
+SRC=$TMP/src.img
+mkdir "$TMP/local" "$TMP/remote" "$TMP/res"
+say "making a $SIZE_MIB MiB image: $SEG_MIB MiB data / $SEG_MIB MiB hole, repeated"
+truncate -s "${SIZE_MIB}M" "$SRC"
+off=0
+while [ "$off" -lt "$SIZE_MIB" ]; do
+    head -c "${SEG_MIB}M" /dev/urandom |
+        dd of="$SRC" bs=1M seek="$off" conv=notrunc status=none
+    off=$((off + 2 * SEG_MIB))
+done
+SIZE_BYTES=$(stat -c %s "$SRC")
+DATA_BYTES=$(( $(stat -c %b "$SRC") * $(stat -c %B "$SRC") ))
+
+start_vmiod remote "$TMP/remote"
+NBD_DST=$TMP/remote/nbd.img
+truncate -s "$SIZE_BYTES" "$NBD_DST"
+start_nbdkit "$NBD_DST"
+VMIO_DST_URI="vmio://127.0.0.1:$VMIOD_PORT/remote/vmio.img"
+NBD_URI="nbd://127.0.0.1:$NBDKIT_PORT"
+
+# Empty the nbdkit destination in place (nbdkit keeps it open): reads as
+# zeroes, no blocks allocated, same size.
+empty_nbd_dst() { truncate -s 0 "$NBD_DST" && truncate -s "$SIZE_BYTES" "$NBD_DST"; }
+
+# case NAME GROUP DEST-FILE PREP-COMMAND -- COMMAND...
+n=0
+run_case() {
+    local name=$1 group=$2 dest=$3 prep=$4 best="" times=() i t0 t1 ms alloc same
+    shift 5
+    say "$name: $*"
+    for ((i = 0; i < RUNS; i++)); do
+        eval "$prep"
+        t0=$(now_ns)
+        "$@" >/dev/null 2>"$TMP/cmd.err" || { cat "$TMP/cmd.err" >&2; die "$name failed"; }
+        t1=$(now_ns)
+        ms=$(( (t1 - t0) / 1000000 ))
+        times+=("$ms")
+        if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
+    done
+    same=true
+    cmp -s "$SRC" "$dest" || same=false
+    [ "$same" = true ] || say "  WARNING: $dest differs from the source"
+    alloc=$(( $(stat -c %b "$dest") * $(stat -c %B "$dest") ))
+    say "  best $best ms of ${times[*]} ms; destination identical: $same, $((alloc >> 20)) MiB allocated"
+    n=$((n + 1))
+    python3 - "$TMP/res/$(printf %03d $n).json" "$name" "$group" "$best" "$same" "$alloc" \
+        "${times[@]}" -- "$@" <<'PY'
+import json, sys
+out, name, group, best, same, alloc = sys.argv[1:7]
+rest = sys.argv[7:]
+sep = rest.index("--")
+times = [int(x) for x in rest[:sep]]
+json.dump({"name": name, "group": group, "best_ms": int(best), "times_ms": times,
+           "identical": same == "true", "allocated_bytes": int(alloc),
+           "command": " ".join(rest[sep + 1:])}, open(out, "w"))
+PY
+}
+
+LD=$TMP/local/dst.img
+rmd() { echo "rm -f '$1'"; }
+run_case vmio-cp local "$LD" "$(rmd "$LD")" -- \
+    "$VMIO_CP" -q "$SRC" "$LD"
+run_case "qemu-img convert -t writeback" local "$LD" "$(rmd "$LD")" -- \
+    qemu-img convert -t writeback -f raw -O raw "$SRC" "$LD"
+run_case "qemu-img convert -t writeback -m 16 -W" local "$LD" "$(rmd "$LD")" -- \
+    qemu-img convert -t writeback -m 16 -W -f raw -O raw "$SRC" "$LD"
+run_case "nbdcopy --flush" local "$LD" "$(rmd "$LD")" -- \
+    nbdcopy --flush "$SRC" "$LD"
+run_case "qemu-img convert (no flush)" local-noflush "$LD" "$(rmd "$LD")" -- \
+    qemu-img convert -f raw -O raw "$SRC" "$LD"
+run_case "qemu-img convert -m 16 -W (no flush)" local-noflush "$LD" "$(rmd "$LD")" -- \
+    qemu-img convert -m 16 -W -f raw -O raw "$SRC" "$LD"
+run_case "nbdcopy (no flush)" local-noflush "$LD" "$(rmd "$LD")" -- \
+    nbdcopy "$SRC" "$LD"
+
+run_case "vmio-cp -> vmiod" remote "$TMP/remote/vmio.img" "$(rmd "$TMP/remote/vmio.img")" -- \
+    "$VMIO_CP" -q "$SRC" "$VMIO_DST_URI"
+run_case "nbdcopy --flush -> nbdkit" remote "$NBD_DST" empty_nbd_dst -- \
+    nbdcopy --flush "$SRC" "$NBD_URI"
+run_case "nbdcopy --flush --target-is-zero -> nbdkit" remote "$NBD_DST" empty_nbd_dst -- \
+    nbdcopy --flush --target-is-zero "$SRC" "$NBD_URI"
+run_case "qemu-img convert -n -t writeback -m 16 -W -> nbdkit" remote "$NBD_DST" empty_nbd_dst -- \
+    qemu-img convert -n -t writeback -m 16 -W -f raw -O raw "$SRC" "$NBD_URI"
+
+OUT=$(out_file copy)
+python3 - "$TMP/res" "$OUT" "$SIZE_BYTES" "$DATA_BYTES" "$SEG_MIB" "$RUNS" "$(machine_json)" <<'PY'
+import json, os, sys
+resdir, out, size, data, seg, runs, machine = sys.argv[1:8]
+size, data = int(size), int(data)
+res = []
+for name in sorted(os.listdir(resdir)):
+    with open(os.path.join(resdir, name)) as f:
+        res.append(json.load(f))
+print()
+print("copy of a %d MiB raw image (%d MiB data in %s MiB runs, the rest holes), best of %s,"
+      % (size >> 20, data >> 20, seg, runs))
+print("source in the page cache; durable copies unless marked (no flush)")
+hdr = "%-52s %9s %11s %9s %6s %10s" % ("tool", "best ms", "MB/s image", "vs vmio", "cmp", "alloc MiB")
+for group, title in (("local", "local file -> local file"),
+                     ("local-noflush", "reference: tools' defaults, no flush at the end"),
+                     ("remote", "local file -> server on TCP loopback")):
+    rows = [r for r in res if r["group"] == group]
+    if not rows:
+        continue
+    base = next((r for r in res if r["group"] == group and r["name"].startswith("vmio-cp")),
+                None) or next(r for r in res if r["name"] == "vmio-cp")
+    print()
+    print(title)
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print("%-52s %9d %11.0f %9.2f %6s %10d" % (
+            r["name"], r["best_ms"], size / 1e6 / (r["best_ms"] / 1e3),
+            r["best_ms"] / base["best_ms"], "ok" if r["identical"] else "DIFF",
+            r["allocated_bytes"] >> 20))
+print()
+print("'vs vmio' = tool time / vmio-cp time of the same group (> 1: vmio-cp is faster)")
+json.dump({"benchmark": "copy", "size": size, "data_bytes": data, "segment_mib": int(seg),
+           "runs": int(runs), "machine": json.loads(machine), "results": res},
+          open(out, "w"), indent=1)
+print("raw results: %s" % os.path.relpath(out))
+PY

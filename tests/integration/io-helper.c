@@ -1,0 +1,105 @@
+/* vmio-test-io: one storage call per invocation, for the integration tests
+ * to reach error paths the CLIs do not (offsets past the end, writes
+ * through a read-only handle) and to assert errno names and messages.
+ *
+ *   vmio-test-io URI size
+ *   vmio-test-io URI read OFFSET LENGTH
+ *   vmio-test-io [--rw] URI write OFFSET LENGTH      (writes 0xA5 bytes)
+ *   vmio-test-io URI block-status OFFSET LENGTH
+ *
+ * On success prints the result and exits 0; on failure prints
+ * "ERRNAME: <vmio_errmsg()>" on stderr and exits 1 (2 for usage). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmio/vmio.h>
+
+static int fail(int r)
+{
+    const char *name = strerrorname_np(-r);
+    fprintf(stderr, "%s: %s\n", name ? name : "E?", vmio_errmsg());
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 0);
+    if (errno || *end || end == s)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: vmio-test-io [--rw] URI size|read|write|block-status "
+                    "[OFFSET LENGTH]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    unsigned flags = VMIO_O_RDONLY;
+    int a = 1;
+    if (a < argc && strcmp(argv[a], "--rw") == 0) {
+        flags = VMIO_O_RDWR;
+        a++;
+    }
+    if (argc - a < 2)
+        return usage();
+    const char *uri = argv[a], *cmd = argv[a + 1];
+    uint64_t off = 0, len = 0;
+    if (strcmp(cmd, "size") != 0) {
+        if (argc - a != 4 || parse_u64(argv[a + 2], &off) < 0 ||
+            parse_u64(argv[a + 3], &len) < 0)
+            return usage();
+    }
+
+    vmio_file *f;
+    int r = vmio_open(uri, flags, &f);
+    if (r < 0)
+        return fail(r);
+    if (strcmp(cmd, "size") == 0) {
+        uint64_t size;
+        r = vmio_get_size(f, &size);
+        if (r == 0)
+            printf("%" PRIu64 "\n", size);
+    } else if (strcmp(cmd, "read") == 0 || strcmp(cmd, "write") == 0) {
+        char *buf = malloc(len ? (size_t)len : 1);
+        if (!buf) {
+            fprintf(stderr, "out of memory\n");
+            vmio_close(f);
+            return 1;
+        }
+        if (cmd[0] == 'r') {
+            r = vmio_pread(f, buf, (size_t)len, off);
+        } else {
+            memset(buf, 0xa5, (size_t)len);
+            r = vmio_pwrite(f, buf, (size_t)len, off, 0);
+        }
+        if (r == 0)
+            printf("%s %" PRIu64 " bytes at %" PRIu64 "\n", cmd, len, off);
+        free(buf);
+    } else if (strcmp(cmd, "block-status") == 0) {
+        uint64_t l;
+        int type;
+        r = vmio_block_status(f, off, len, &l, &type);
+        if (r == 0)
+            printf("%" PRIu64 " %s\n", l, type == VMIO_EXTENT_HOLE ? "hole" : "data");
+    } else {
+        vmio_close(f);
+        return usage();
+    }
+    if (r < 0) {
+        fail(r);
+        vmio_close(f);
+        return 1;
+    }
+    return vmio_close(f) < 0 ? fail(-vmio_errno()) : 0;
+}
