@@ -35,6 +35,17 @@ bench_build() {
     VMIO_CP=$BENCH_ROOT/$BUILD_DIR/cli/vmio-cp
     VMIO_BENCH=$BENCH_ROOT/$BUILD_DIR/cli/vmio-bench
     VMIOD=$BENCH_ROOT/$BUILD_DIR/cli/vmiod
+    check_load
+}
+
+# Benchmarks on a busy machine measure the other load: say so.
+check_load() {
+    local load cpus
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    cpus=$(nproc)
+    if awk -v l="$load" -v c="$cpus" 'BEGIN { exit !(l > c / 4) }'; then
+        say "WARNING: load average $load on $cpus CPUs: other work will skew the numbers"
+    fi
 }
 
 # ---- scratch directory and child processes ----------------------------

@@ -41,7 +41,9 @@ enum {
 #define MAX_REQUEST (64u << 20)
 #define MAX_QUEUE_DEPTH 1024u
 /* Data written between two background flushes of the destination. */
+#ifndef FLUSH_EVERY
 #define FLUSH_EVERY (256ull << 20)
+#endif
 /* Largest single write_zeroes request for a hole. */
 #define MAX_ZERO_REQUEST (1ull << 30)
 

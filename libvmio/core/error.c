@@ -7,6 +7,7 @@
 
 static _Thread_local struct vmio_error_copy last_error;
 
+VMIO_PRINTF(4, 0)
 static int vset(const char *api, int err, int add_strerror, const char *fmt, va_list ap)
 {
     char tmp[sizeof last_error.msg];
