@@ -212,6 +212,7 @@ struct copier {
     uint64_t size;
     int dst_zero;               /* destination reads as zeroes */
     int can_zero;               /* destination has write_zeroes */
+    int can_flush;              /* destination has flush */
     void *zero_buf;             /* request_size of zeroes, when !can_zero */
 
     uint64_t pos;               /* next byte to schedule */
@@ -269,7 +270,7 @@ static void flush_done(void *opaque, int result)
 
 static void maybe_flush(struct copier *c)
 {
-    if (c->flush_in_flight || c->failed || c->unflushed < FLUSH_EVERY)
+    if (!c->can_flush || c->flush_in_flight || c->failed || c->unflushed < FLUSH_EVERY)
         return;
     c->unflushed = 0;
     if (vmio_aio_flush(c->dst, flush_done, c) < 0) {
@@ -861,6 +862,7 @@ int main(int argc, char **argv)
     c.size = size;
     c.dst_zero = known_zero;
     c.can_zero = (caps & VMIO_CAP_WRITE_ZEROES) != 0;
+    c.can_flush = (caps & VMIO_CAP_FLUSH) != 0;
     c.prog.enabled = o.progress;
     c.prog.start = t0;
     c.prog.last = t0;

@@ -15,7 +15,7 @@ PKGS="
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
   qemu-utils fio
   clang libclang-rt-14-dev valgrind
-  iproute2 procps xxd
+  iproute2 procps xxd python3
 "
 
 SUDO=

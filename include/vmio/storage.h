@@ -110,10 +110,12 @@ VMIO_API const char *vmio_backend_name(vmio_file *file);
  *
  * Submit requests; each completes exactly once with its callback run from
  * vmio_aio_run_completions() on the caller's thread (never from inside the
- * submit call). vmio_aio_fd() returns a file descriptor (an eventfd) that
- * becomes readable whenever completions are pending: add it to your event
- * loop (QEMU AioContext, epoll, poll) and call vmio_aio_run_completions()
- * when it fires. Buffers must stay valid until the callback ran.
+ * submit call). vmio_aio_fd() returns a file descriptor (an epoll set) that
+ * becomes readable whenever completions are pending or replies have
+ * arrived: add it to your event loop (QEMU AioContext, epoll, poll) and call
+ * vmio_aio_run_completions() when it fires; that call also reads the
+ * replies of vmio:// requests, on your thread. It may fire with nothing to
+ * do. Buffers must stay valid until the callback ran.
  *
  * result is 0 on success or a negative errno; in the callback,
  * vmio_errmsg() describes a failure.
@@ -131,7 +133,8 @@ VMIO_API int vmio_aio_discard(vmio_file *file, uint64_t offset, uint64_t length,
 VMIO_API int vmio_aio_write_zeroes(vmio_file *file, uint64_t offset,
                                    uint64_t length, unsigned req_flags,
                                    vmio_aio_cb cb, void *opaque);
-/* The eventfd to poll for readability. Owned by the file. */
+/* The fd to poll for readability. Stable for the life of the file (it
+ * survives reconnects); owned by the file. */
 VMIO_API int vmio_aio_fd(vmio_file *file);
 /* Runs pending callbacks; returns how many ran (>= 0). */
 VMIO_API int vmio_aio_run_completions(vmio_file *file);

@@ -66,6 +66,7 @@
 #define SLOW_NS 200000u
 
 struct conn;
+static unsigned long dbg_rx, dbg_tx;
 
 struct worker {                     /* one request thread of a connection */
     struct conn *c;
@@ -637,6 +638,7 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
         ret = REQ_STOP;
     else
         ret = REQ_RUN;
+    if (ret != REQ_STOP) __atomic_add_fetch(&dbg_rx, 1, __ATOMIC_RELAXED);
 
     const char *why = NULL;
     if (ret == REQ_RUN) {
@@ -840,6 +842,7 @@ static void serve(struct conn *c, struct worker *w)
             else
                 send_frame(c, type, q.hdr.id, 0, body, blen);
             __atomic_add_fetch(&c->served, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&dbg_tx, 1, __ATOMIC_RELAXED);
         }
         if (w->cap > KEEP_BYTES)
             buf_drop(c, w);
@@ -893,6 +896,7 @@ static void *conn_main(void *arg)
 
     if (r == 0) {
         serve_conn(c, nthreads);
+        vmio_log(VMIO_LOG_INFO, "DBG rx=%lu tx=%lu", dbg_rx, dbg_tx);
         vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64 " requests",
                  c->t->peer, __atomic_load_n(&c->served, __ATOMIC_RELAXED));
     } else if (timed_out) {

@@ -267,10 +267,15 @@ VMIO_API int vmio_aio_run_completions(vmio_file *f)
 {
     vmio_clear_error();
     VMIO_CHECK_ARG("vmio_aio_run_completions", f != NULL, EFAULT);
-    if (__atomic_exchange_n(&f->efd_armed, 0, __ATOMIC_ACQ_REL)) {
+    /* Drain the eventfd before disarming: disarming first would let a
+     * completer re-arm and write in between, the read would swallow that
+     * write, and the next completer (seeing it armed) would not write:
+     * a completion left queued with nothing to wake the event loop. */
+    if (__atomic_load_n(&f->efd_armed, __ATOMIC_ACQUIRE)) {
         uint64_t v;
         ssize_t n = read(f->efd, &v, sizeof v);
         (void)n;
+        __atomic_store_n(&f->efd_armed, 0, __ATOMIC_SEQ_CST);
     }
     running_completions = f;
     f->ops.progress(f->state, 0);

@@ -27,10 +27,8 @@ VMIO_SECRET_FILE="$TMP/secret" "$VMIO_CP" -q "vmio://127.0.0.1:$(cat "$TMP/port"
 cmp "$TMP/export/disk.raw" "$TMP/copy.raw" || fail "copy from the daemon differs"
 ok "the daemon serves"
 
-# Not our child: once it exits it may linger as a zombie of its reaper.
-gone() { ! kill -0 "$PID" 2>/dev/null || [ "$(ps -o stat= -p "$PID" | cut -c1)" = Z ]; }
 kill -TERM "$PID"
-wait_until 10 gone || fail "the daemon ignored SIGTERM"
+wait_until 10 exited "$PID" || fail "the daemon ignored SIGTERM"
 # A clean shutdown removes the pid file (a crash would leave it).
 wait_until 5 test ! -e "$TMP/vmiod.pid" || fail "the daemon left its pid file behind"
 ok "the daemon stopped on SIGTERM and removed its pid file"

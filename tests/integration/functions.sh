@@ -101,6 +101,12 @@ make_dense() {
 }
 
 allocated() { du -B1 "$1" | cut -f1; }
+# grown_past FILE BYTES: FILE exists and has more than BYTES allocated.
+grown_past() {
+    local a
+    a=$(du -B1 "$1" 2>/dev/null | cut -f1)
+    [ "${a:-0}" -gt "$2" ]
+}
 
 # start_vmiod NAME [vmiod args...]: start vmiod in the foreground on an
 # ephemeral loopback port (unless args give --listen), wait until it
@@ -139,17 +145,22 @@ start_vmiod() {
 stop_pid() {
     local pid=$1 secs=${2:-10} rc=0
     kill -TERM "$pid" 2>/dev/null || return 0
-    wait_until "$secs" sh -c "! kill -0 $pid 2>/dev/null" || fail "pid $pid ignored SIGTERM"
+    wait_until "$secs" exited "$pid" || fail "pid $pid ignored SIGTERM"
     wait "$pid" 2>/dev/null || rc=$?
     untrack_pid "$pid"
     return "$rc"
+}
+
+# exited PID: the process is gone or a zombie waiting to be reaped.
+exited() {
+    ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" | cut -c1)" = Z ]
 }
 
 # wait_exit PID SECONDS: wait for a child to exit and set WAIT_RC to its
 # status; fails the test (showing the logs) if it is still running then.
 wait_exit() {
     local pid=$1 secs=$2
-    if ! wait_until "$secs" sh -c "! kill -0 $pid 2>/dev/null || [ \"\$(ps -o stat= -p $pid | cut -c1)\" = Z ]"; then
+    if ! wait_until "$secs" exited "$pid"; then
         for f in "$TMP"/*.out; do
             [ -f "$f" ] || continue
             echo "---- $(basename "$f")"
@@ -185,7 +196,7 @@ asan_preload() {
     case ${VMIO_SANITIZE:-none} in
     *address*)
         local lib
-        lib=$(${CC:-cc} -print-file-name=libasan.so)
+        lib=$(${CC:-cc} -print-file-name=libasan.so)  # CC may be "ccache cc"
         [ -f "$lib" ] || skip "libasan.so not found for the sanitized plugin"
         echo "$lib"
         ;;

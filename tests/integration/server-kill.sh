@@ -16,7 +16,7 @@ URI="vmio://127.0.0.1:$VMIOD_PORT/img/big.raw?reconnect-timeout=$RECONNECT_S"
 "$VMIO_CP" -Q 1 -r 4k --no-progress "$URI" "$TMP/dst.raw" >"$TMP/cp.out" 2>&1 &
 CP=$!
 track_pid "$CP"
-wait_until 60 sh -c "[ \$(du -B1 '$TMP/dst.raw' 2>/dev/null | cut -f1) -gt 4194304 ]" ||
+wait_until 60 grown_past "$TMP/dst.raw" 4194304 ||
     fail "the copy did not start"
 kill -0 "$CP" 2>/dev/null || fail "the copy finished before the server was killed"
 kill -9 "$VMIOD_PID"

@@ -16,7 +16,7 @@ H="vmio://127.0.0.1:$PORT/img"
 # interrupt FILE-TO-WATCH: once FILE has grown past 4 MiB, SIGKILL vmiod
 # and start a new one on the same port.
 interrupt() {
-    wait_until 60 sh -c "[ \$(du -B1 '$1' 2>/dev/null | cut -f1) -gt 4194304 ]" ||
+    wait_until 60 grown_past "$1" 4194304 ||
         fail "the copy did not start"
     kill -0 "$CP" 2>/dev/null || fail "the copy finished before the server was killed"
     kill -9 "$VMIOD_PID"
