@@ -11,6 +11,7 @@
  *
  * Only the public headers are used: this is a client like any other. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -41,9 +42,7 @@ enum {
 #define MAX_REQUEST (64u << 20)
 #define MAX_QUEUE_DEPTH 1024u
 /* Data written between two background flushes of the destination. */
-#ifndef FLUSH_EVERY
-#define FLUSH_EVERY (256ull << 20)
-#endif
+#define FLUSH_EVERY (64ull << 20)
 /* Largest single write_zeroes request for a hole. */
 #define MAX_ZERO_REQUEST (1ull << 30)
 
@@ -231,6 +230,14 @@ struct copier {
      * copy goes on, so the final flush has little left to do. */
     uint64_t unflushed;
     int flush_in_flight;
+    uint64_t flush_mark;        /* c->pos when the running flush was sent */
+
+    /* A local destination's written pages are dropped from the page cache
+     * once flushed (as nbdcopy does), so that copying a big image neither
+     * evicts everything else nor makes the kernel find fresh memory for
+     * every page. -1 for remote destinations. */
+    int cache_fd;
+    uint64_t dropped_upto;
 
     int failed;
     char errmsg[1024];
@@ -264,8 +271,21 @@ static void flush_done(void *opaque, int result)
 {
     struct copier *c = opaque;
     c->flush_in_flight = 0;
-    if (result < 0)
+    if (result < 0) {
         copy_fail(c, "cannot flush destination '%s': %s", c->o->dst, vmio_errmsg());
+        return;
+    }
+    if (c->cache_fd >= 0) {
+        /* Writes that were still in flight when the flush was sent may be
+         * dirty yet: DONTNEED skips those pages, the next round retries
+         * them (the window below). */
+        uint64_t window = (uint64_t)c->nslots * c->o->request_size;
+        uint64_t from = c->dropped_upto > window ? c->dropped_upto - window : 0;
+        if (c->flush_mark > from)
+            posix_fadvise(c->cache_fd, (off_t)from, (off_t)(c->flush_mark - from),
+                          POSIX_FADV_DONTNEED);
+        c->dropped_upto = c->flush_mark;
+    }
 }
 
 static void maybe_flush(struct copier *c)
@@ -273,6 +293,7 @@ static void maybe_flush(struct copier *c)
     if (!c->can_flush || c->flush_in_flight || c->failed || c->unflushed < FLUSH_EVERY)
         return;
     c->unflushed = 0;
+    c->flush_mark = c->pos;
     if (vmio_aio_flush(c->dst, flush_done, c) < 0) {
         copy_fail(c, "cannot flush destination '%s': %s", c->o->dst, vmio_errmsg());
         return;
@@ -863,6 +884,10 @@ int main(int argc, char **argv)
     c.dst_zero = known_zero;
     c.can_zero = (caps & VMIO_CAP_WRITE_ZEROES) != 0;
     c.can_flush = (caps & VMIO_CAP_FLUSH) != 0;
+    c.cache_fd = -1;
+    const char *dst_path = local_path(o.dst);
+    if (dst_path)
+        c.cache_fd = open(dst_path, O_RDONLY | O_CLOEXEC);
     c.prog.enabled = o.progress;
     c.prog.start = t0;
     c.prog.last = t0;
@@ -879,7 +904,11 @@ int main(int argc, char **argv)
         status = EXIT_COPY_FAILED;
     } else {
         progress_draw(&c.prog, c.bytes_done, c.size, 1);
+        if (c.cache_fd >= 0)
+            posix_fadvise(c.cache_fd, 0, 0, POSIX_FADV_DONTNEED);
     }
+    if (c.cache_fd >= 0)
+        close(c.cache_fd);
     double seconds = now_s() - t0;
     copier_free(&c);
 

@@ -62,7 +62,7 @@ static void usage(FILE *out)
             "                            read-only)\n"
             "  -s, --secret-file FILE    shared secret clients must prove (mode 0600)\n"
             "  -f, --foreground          do not daemonize; log to stderr\n"
-            "  -w, --workers N           I/O worker threads (default 8)\n"
+            "  -w, --workers N           request threads per connection (default 8)\n"
             "      --port-file FILE      write the bound port there once listening\n"
             "      --pid-file FILE       write the server's process id there\n"
             "  -v, --verbose             debug logging\n"

@@ -1,5 +1,5 @@
 /* Shared by the server's two files: server.c (connections, protocol,
- * worker pool) and export.c (exported directories and the resolution of
+ * request threads) and export.c (exported directories and the resolution of
  * client paths beneath them). Not installed. */
 #ifndef VMIO_SERVER_INTERNAL_H
 #define VMIO_SERVER_INTERNAL_H

@@ -1,15 +1,21 @@
 /* The vmio I/O server (docs/protocol.md describes what it speaks).
  *
  * Threads: one accept thread (also reaps finished connections and enforces
- * the handshake deadline), and per connection a small set of request
- * threads in a leader/follower scheme, with no hand-off between threads:
- * the connection's first thread runs the handshake; then each thread in
- * turn takes the receive lock, reads exactly one request frame into a
- * buffer of its own, lets go of the lock, runs the request through the
- * storage API and sends the reply itself, so replies may leave out of
- * order. A connection starts serving with its first thread alone and adds
- * threads, up to the configured number, when requests arrive while all
- * of them are busy.
+ * the handshake deadline), and per connection up to conn_threads request
+ * threads in a leader/follower scheme, with no hand-off of a request
+ * between threads. The connection's first thread runs the handshake;
+ * then each thread in turn takes the reader role, reads exactly one
+ * request frame into a buffer of its own, gives the role up, runs the
+ * request through the storage API and sends the reply itself (header and
+ * data in one sendmsg), so replies may leave out of order.
+ *
+ * A reader calls a sleeping thread to read next (or starts one more) only
+ * when that is needed: more requests are already buffered, other requests
+ * are in progress, the request may block (FLUSH, FUA, ...), or it turned
+ * out slow while input waits. Otherwise the role stays free until a
+ * thread is back from its request, so a client with one request at a time
+ * is served by one thread with no thread switch, and a connection starts
+ * with its first thread alone.
  *
  * Bounds: each thread has at most one request in progress, so a peer that
  * sends more is simply not read until a thread is free; a thread keeps a
@@ -66,7 +72,6 @@
 #define SLOW_NS 200000u
 
 struct conn;
-static unsigned long dbg_rx, dbg_tx;
 
 struct worker {                     /* one request thread of a connection */
     struct conn *c;
@@ -74,6 +79,7 @@ struct worker {                     /* one request thread of a connection */
     uint8_t *buf;                   /* request body, then READ data */
     size_t cap;
     size_t charged;                 /* bytes of buf charged to conn->mem_bytes */
+    int running;                    /* counted in conn->busy; rx_lock */
 };
 
 struct conn {
@@ -100,6 +106,7 @@ struct conn {
     int reading;                    /* rx_lock */
     unsigned idle;                  /* rx_lock */
     unsigned called;                /* of them, signalled and not yet up; rx_lock */
+    unsigned busy;                  /* threads running a request; rx_lock */
     int rx_done;                    /* nothing more is read; rx_lock */
     uint8_t *rbuf;                  /* read-ahead, RBUF_SIZE; the reader's */
     size_t rpos, rlen;              /* unread: rbuf[rpos..rlen); the reader's */
@@ -464,10 +471,11 @@ static int buf_reserve(struct conn *c, struct worker *w, size_t need)
 /* ---- receiving -------------------------------------------------------- */
 
 /* Receive into the connection's read-ahead buffer until at least want
- * bytes (<= RBUF_SIZE) are unread; rx_lock held. One recv() usually brings
- * a whole request, or several: the transport's own recv reads exact
- * lengths, which would cost a system call for the header and another for
- * the body. */
+ * bytes (<= RBUF_SIZE) are unread; reader role held. One recv() usually
+ * brings a whole request, or several: the transport's own recv reads
+ * exact lengths, which would cost a system call for the header and
+ * another for the body. (TCP, the only transport the server speaks,
+ * needs nothing more than the socket.) */
 static int rx_fill(struct conn *c, size_t want)
 {
     size_t have = c->rlen - c->rpos;
@@ -489,8 +497,8 @@ static int rx_fill(struct conn *c, size_t want)
 }
 
 /* Read one request frame: the header into *h, the body into w->buf.
- * rx_lock held. Returns 0, or < 0 (logged) when the stream ended or cannot
- * be followed any more. */
+ * Reader role held. Returns 0, or < 0 (logged) when the stream ended or
+ * cannot be followed any more. */
 static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
 {
     int r = 0;
@@ -563,14 +571,14 @@ static void add_thread(struct conn *c, const char *why)
     pthread_mutex_unlock(&c->spawn_lock);
 }
 
-/* Requests that commonly wait for the disk. */
+/* Requests that commonly wait for the disk, or take long anyway. */
 static int may_block(const struct vmio_wire_request *q)
 {
     switch (q->hdr.type) {
     case VMIO_WIRE_READ:
-        return 0;
+        return q->u.io.length > (1u << 20);
     case VMIO_WIRE_WRITE:
-        return (q->u.io.flags & VMIO_WIRE_REQ_FUA) != 0;
+        return q->u.io.length > (1u << 20) || (q->u.io.flags & VMIO_WIRE_REQ_FUA) != 0;
     case VMIO_WIRE_SIZE:
     case VMIO_WIRE_BLOCK_STATUS:
         return 0;
@@ -601,11 +609,13 @@ enum { REQ_RUN, REQ_SKIP, REQ_STOP };
  * REQ_STOP: nothing more is read on this connection.
  *
  * Nobody is woken to read next unless it is needed: when more input is
- * already here, or the request may block. Otherwise the role stays free
- * until a thread comes back from its request (at one request at a time,
- * this same thread: no switch at all), and *alone is set so that the
- * caller checks for waiting input if the request turns out slow. Threads
- * are added up to maxthreads when a reader is needed and none sleeps. */
+ * already here, the request may block, or other requests are in progress
+ * (the client has several in flight, so more are likely to come).
+ * Otherwise the role stays free until a thread comes back from its
+ * request (at one request at a time, this same thread: no switch at all),
+ * and *alone is set so that the caller checks for waiting input if the
+ * request turns out slow. Threads are added up to maxthreads when a
+ * reader is needed and none sleeps. */
 static int next_request(struct conn *c, struct worker *w, struct vmio_wire_request *q,
                         int *alone)
 {
@@ -614,6 +624,10 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
 
     *alone = 0;
     pthread_mutex_lock(&c->rx_lock);
+    if (w->running) {
+        c->busy--;
+        w->running = 0;
+    }
     while (c->reading && !c->rx_done) {
         c->idle++;
         pthread_cond_wait(&c->rx_cond, &c->rx_lock);
@@ -638,7 +652,6 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
         ret = REQ_STOP;
     else
         ret = REQ_RUN;
-    if (ret != REQ_STOP) __atomic_add_fetch(&dbg_rx, 1, __ATOMIC_RELAXED);
 
     const char *why = NULL;
     if (ret == REQ_RUN) {
@@ -646,16 +659,22 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
             why = "more requests waiting";
         else if (may_block(q))
             why = "request may block";
-        else
-            *alone = 1;
     }
     int call = 0;
     pthread_mutex_lock(&c->rx_lock);
     c->reading = 0;
-    if (ret == REQ_STOP)
+    if (ret == REQ_STOP) {
         c->rx_done = 1;
-    else if (why)
-        call = call_reader(c);
+    } else if (ret == REQ_RUN) {
+        if (!why && c->busy)
+            why = "requests in progress";
+        if (why)
+            call = call_reader(c);
+        else
+            *alone = 1;
+        c->busy++;
+        w->running = 1;
+    }
     pthread_mutex_unlock(&c->rx_lock);
     if (ret == REQ_STOP)
         pthread_cond_broadcast(&c->rx_cond);
@@ -842,7 +861,6 @@ static void serve(struct conn *c, struct worker *w)
             else
                 send_frame(c, type, q.hdr.id, 0, body, blen);
             __atomic_add_fetch(&c->served, 1, __ATOMIC_RELAXED);
-            __atomic_add_fetch(&dbg_tx, 1, __ATOMIC_RELAXED);
         }
         if (w->cap > KEEP_BYTES)
             buf_drop(c, w);
@@ -896,7 +914,6 @@ static void *conn_main(void *arg)
 
     if (r == 0) {
         serve_conn(c, nthreads);
-        vmio_log(VMIO_LOG_INFO, "DBG rx=%lu tx=%lu", dbg_rx, dbg_tx);
         vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64 " requests",
                  c->t->peer, __atomic_load_n(&c->served, __ATOMIC_RELAXED));
     } else if (timed_out) {
@@ -1321,8 +1338,8 @@ VMIO_API int vmio_server_start(vmio_server *s)
         pthread_mutex_unlock(&s->lock);
         return vmio_set_error_errno(api, e, "cannot start the accept thread");
     }
-    vmio_log(VMIO_LOG_INFO, "vmio_server: serving with up to %u request threads per connection",
-             want);
+    vmio_log(VMIO_LOG_INFO, "vmio_server: serving with up to %u request thread%s per connection",
+             want, want == 1 ? "" : "s");
     return 0;
 }
 
