@@ -28,7 +28,8 @@ VMIO_API void vmio_server_free(vmio_server *server);
 VMIO_API int vmio_server_set_secret(vmio_server *server, const void *secret,
                                     size_t len);
 VMIO_API int vmio_server_set_secret_file(vmio_server *server, const char *path);
-/* Worker threads that serve requests (0 = default, 8). */
+/* Request threads per connection (0 = default, 8): each reads a request,
+ * serves it and sends the reply itself. */
 VMIO_API int vmio_server_set_workers(vmio_server *server, unsigned workers);
 
 /* Export directory dir under name. Clients open "name/relative/path";
