@@ -20,6 +20,8 @@
 #
 # Environment: SIZE_MIB, SEG_MIB, RUNS, BUILD_DIR (see bench/lib.sh).
 # Output: a table on stdout, raw results in bench/out/copy-*.json.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 SIZE_MIB=${SIZE_MIB:-2048}
@@ -115,11 +117,14 @@ for ((run = 0; run < RUNS; run++)); do
     done
 done
 for i in "${!C_NAME[@]}"; do
+    # shellcheck disable=SC2086 # TIMES holds one word per run
     python3 - "$TMP/res/$(printf %03d "$i").json" "${C_NAME[$i]}" "${C_GROUP[$i]}" \
-        "${SAME[$i]}" "${ALLOC[$i]}" "${C_CMD[$i]}" ${TIMES[$i]} <<'PY'
+        "${SAME[$i]}" "${ALLOC[$i]}" "${C_CMD[$i]}" "$BENCH_ROOT" "$TMP" ${TIMES[$i]} <<'PY'
 import json, statistics, sys
-out, name, group, same, alloc, cmd = sys.argv[1:7]
-times = [int(x) for x in sys.argv[7:]]
+out, name, group, same, alloc, cmd, root, tmp = sys.argv[1:9]
+times = [int(x) for x in sys.argv[9:]]
+# Record the command as it reads from the source tree, scratch dir as $TMP.
+cmd = cmd.replace(root + "/", "").replace(tmp, "$TMP")
 json.dump({"name": name, "group": group, "best_ms": min(times),
            "median_ms": statistics.median(times), "times_ms": times,
            "identical": same == "true", "allocated_bytes": int(alloc),

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of the bench/*.sh scripts (sourced, not run): building the
 # tools, a scratch directory removed on exit, starting vmiod and nbdkit on
 # loopback, CPU accounting of the servers, JSON output under bench/out/.
@@ -24,7 +25,9 @@ require_cmd() {
     done
 }
 
-# Build only the tools the benchmarks run.
+# Build only the tools the benchmarks run. Sets VMIO_CP, VMIO_BENCH, VMIOD
+# for the scripts.
+# shellcheck disable=SC2034
 bench_build() {
     if [ ! -f "$BUILD_DIR/build.ninja" ]; then
         say "setting up $BUILD_DIR (release build)"
@@ -81,12 +84,13 @@ free_port() {
 
 # start_vmiod NAME DIR: export DIR as NAME on 127.0.0.1, sets VMIOD_PORT,
 # VMIOD_PID, VMIO_SECRET_FILE (exported for the clients).
+# shellcheck disable=SC2034
 start_vmiod() {
     local name=$1 dir=$2
     (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/secret")
     rm -f "$TMP/vmiod.port"
     "$VMIOD" --listen 127.0.0.1:0 --export "$name=$dir" --secret-file "$TMP/secret" \
-        --foreground --port-file "$TMP/vmiod.port" ${VMIOD_ARGS:-} 2>"$TMP/vmiod.log" &
+        --foreground --port-file "$TMP/vmiod.port" 2>"$TMP/vmiod.log" &
     VMIOD_PID=$!
     BENCH_PIDS+=("$VMIOD_PID")
     wait_for_file 10 "$TMP/vmiod.port" || { cat "$TMP/vmiod.log" >&2; die "vmiod did not start"; }

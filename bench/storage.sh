@@ -15,6 +15,8 @@
 # REPEAT (rounds of every measurement, the best one is shown; default 1),
 # FIO=0 to skip fio, BUILD_DIR (see bench/lib.sh).
 # Output: a table on stdout, raw results in bench/out/storage-*.json.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 RUNTIME=${RUNTIME:-5}
