@@ -188,12 +188,12 @@ static void expect_ok(int fd, uint16_t req_type, uint64_t id, void *body, uint32
         memcpy(body, tmp, len);
 }
 
-struct session {
+struct peer_state {
     uint8_t cnonce[VMIO_WIRE_NONCE_SIZE];
     struct vmio_wire_hello_reply hr;
 };
 
-static void send_hello(int fd, uint16_t minv, uint16_t maxv, struct session *s)
+static void send_hello(int fd, uint16_t minv, uint16_t maxv, struct peer_state *s)
 {
     struct vmio_wire_hello m = { .min_version = minv, .max_version = maxv,
                                  .features = VMIO_WIRE_F_ALL };
@@ -205,7 +205,7 @@ static void send_hello(int fd, uint16_t minv, uint16_t maxv, struct session *s)
 }
 
 /* HELLO and its reply, checking the server's proof. */
-static void do_hello(int fd, struct session *s)
+static void do_hello(int fd, struct peer_state *s)
 {
     send_hello(fd, 1, 1, s);
     uint8_t b[VMIO_WIRE_MAX_ERRMSG];
@@ -221,7 +221,7 @@ static void do_hello(int fd, struct session *s)
     ck_assert_msg(vmio_auth_proof_equal(proof, s->hr.proof), "server proof is wrong");
 }
 
-static void do_auth(int fd, struct session *s)
+static void do_auth(int fd, struct peer_state *s)
 {
     uint8_t proof[VMIO_WIRE_PROOF_SIZE];
     vmio_auth_client_proof((const uint8_t *)SECRET, strlen(SECRET), s->hr.nonce, s->cnonce,
@@ -243,7 +243,7 @@ static void send_open(int fd, uint32_t flags, const char *exp, const char *path)
 /* A connection through the whole handshake, image "exp/img" open. */
 static int open_conn(uint32_t flags, struct vmio_wire_open_reply *orep)
 {
-    struct session s;
+    struct peer_state s;
     int fd = rconnect();
     do_hello(fd, &s);
     do_auth(fd, &s);
@@ -290,7 +290,7 @@ static void check_image(int fd, uint64_t off, uint32_t len, uint32_t seed)
 }
 
 /* A well-behaved client still gets full service. */
-static void good_session(void)
+static void good_connection(void)
 {
     int fd = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
     check_image(fd, 4096, 8192, 51);
@@ -372,7 +372,7 @@ START_TEST(test_garbage)
     vmio_put_le16(hb + 6, 1);
     send_raw(fd, hb, sizeof hb);
     expect_closed(fd);
-    good_session();
+    good_connection();
 }
 END_TEST
 
@@ -411,8 +411,8 @@ START_TEST(test_truncated)
     send_raw(stalled1, hb, 10);
     int stalled2 = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
     send_raw(stalled2, b, sizeof b);
-    good_session();
-    good_session();
+    good_connection();
+    good_connection();
     close(stalled1);
     close(stalled2);
     /* The cut WRITE did not reach the image. */
@@ -452,13 +452,13 @@ START_TEST(test_oversized)
     vmio_wire_encode_hdr(hb, &h);
     send_raw(fd, hb, sizeof hb);
     expect_closed(fd);
-    good_session();
+    good_connection();
 }
 END_TEST
 
 START_TEST(test_bad_handshake)
 {
-    struct session s;
+    struct peer_state s;
     uint8_t b[128];
     memset(b, 0, sizeof b);
 
@@ -558,7 +558,7 @@ START_TEST(test_bad_handshake)
     send_open(fd, 0, "exp", "../exp/img");
     expect_error(fd, VMIO_WIRE_OPEN, 3, VMIO_WIRE_EACCES, "escape");
     expect_closed(fd);
-    good_session();
+    good_connection();
 }
 END_TEST
 
@@ -632,7 +632,7 @@ START_TEST(test_bad_requests)
     check_image(fd, IMG_SIZE - 8192, 8192, 51);
     send_frame(fd, VMIO_WIRE_DISCONNECT, 40, 0, NULL, 0);
     expect_closed(fd);
-    good_session();
+    good_connection();
 }
 END_TEST
 
