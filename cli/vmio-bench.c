@@ -27,6 +27,8 @@
 
 #include <vmio/storage.h>
 
+#include "cli-util.h"
+
 #ifdef VMIO_BENCH_HAVE_LIBNBD
 #include <libnbd.h>
 #endif
@@ -56,36 +58,6 @@ static double cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* "4096", "4k", "1M", "1MiB", "1G": binary multiples. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9')
-        return -EINVAL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -EINVAL;
-    unsigned shift = 0;
-    switch (*end) {
-    case '\0': break;
-    case 'b': case 'B': end++; break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: return -EINVAL;
-    }
-    if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-        end += strlen(end);
-    if (*end != '\0')
-        return -EINVAL;
-    if (shift && v > (UINT64_MAX >> shift))
-        return -ERANGE;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 /* xorshift64*: fast, good enough to scatter offsets and fill buffers. */
 static uint64_t rng_next(uint64_t *s)
 {
@@ -108,21 +80,6 @@ static void fill_random(void *buf, size_t n, uint64_t *rng)
     }
     while (n--)
         *p++ = (unsigned char)(rng_next(rng) | 1);
-}
-
-static void json_string(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(fp, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(fp, "\\u%04x", c);
-        else
-            fputc(c, fp);
-    }
-    fputc('"', fp);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -535,17 +492,17 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
             o->rw = optarg;
             break;
         case OPT_BS:
-            if (parse_size(optarg, &v) < 0 || v < 1 || v > MAX_BS)
+            if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_BS)
                 return usage_error("invalid --bs '%s' (1 to 64M)", optarg);
             o->bs = v;
             break;
         case OPT_QD:
-            if (parse_size(optarg, &v) < 0 || v < 1 || v > MAX_QD)
+            if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_QD)
                 return usage_error("invalid --qd '%s' (1 to %u)", optarg, MAX_QD);
             o->qd = (unsigned)v;
             break;
         case OPT_SIZE:
-            if (parse_size(optarg, &v) < 0 || v == 0)
+            if (cli_parse_size(optarg, &v) < 0 || v == 0)
                 return usage_error("invalid --size '%s'", optarg);
             o->size = v;
             break;
@@ -557,7 +514,7 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
             o->runtime_given = 1;
             break;
         case OPT_OPS:
-            if (parse_size(optarg, &v) < 0 || v == 0)
+            if (cli_parse_size(optarg, &v) < 0 || v == 0)
                 return usage_error("invalid --ops '%s'", optarg);
             o->ops = v;
             break;
@@ -565,12 +522,12 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
         case OPT_FILL: o->fill = 1; break;
         case OPT_NO_FILL: o->no_fill = 1; break;
         case OPT_WORKERS:
-            if (parse_size(optarg, &v) < 0 || v < 1 || v > 64)
+            if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > 64)
                 return usage_error("invalid --workers '%s' (1 to 64)", optarg);
             o->workers = (unsigned)v;
             break;
         case OPT_SEED:
-            if (parse_size(optarg, &v) < 0)
+            if (cli_parse_size(optarg, &v) < 0)
                 return usage_error("invalid --seed '%s'", optarg);
             o->seed = v ? v : 1;
             break;
@@ -804,7 +761,7 @@ static int storage_main(int argc, char **argv)
 
     if (o.json) {
         printf("{\"mode\": \"storage\", \"uri\": ");
-        json_string(stdout, o.uri);
+        cli_json_string(stdout, o.uri);
         printf(", \"backend\": \"%s\", \"harness\": \"%s\", \"rw\": \"%s\", \"bs\": %zu"
                ", \"qd\": %u, \"region\": %" PRIu64 ", \"ops\": %" PRIu64
                ", \"bytes\": %.0f, \"seconds\": %.6f, \"mb_per_s\": %.2f, \"iops\": %.1f"

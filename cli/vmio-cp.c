@@ -29,6 +29,8 @@
 
 #include <vmio/storage.h>
 
+#include "cli-util.h"
+
 #define PROG "vmio-cp"
 
 enum {
@@ -68,36 +70,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* "16", "4k", "1M", "1MiB", "2G": binary multiples. */
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9')
-        return -EINVAL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -EINVAL;
-    unsigned shift = 0;
-    switch (*end) {
-    case '\0': break;
-    case 'b': case 'B': shift = 0; end++; break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: return -EINVAL;
-    }
-    if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-        end += strlen(end);
-    if (*end != '\0')
-        return -EINVAL;
-    if (shift && v > (UINT64_MAX >> shift))
-        return -ERANGE;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static void human_size(char *buf, size_t n, double bytes)
 {
     static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
@@ -107,21 +79,6 @@ static void human_size(char *buf, size_t n, double bytes)
         u++;
     }
     snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
-}
-
-static void json_string(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(fp, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(fp, "\\u%04x", c);
-        else
-            fputc(c, fp);
-    }
-    fputc('"', fp);
 }
 
 /* True if the n bytes at p are all zero. The overlapping memcmp lets libc
@@ -714,13 +671,13 @@ static int parse_args(int argc, char **argv, struct options *o)
         uint64_t v;
         switch (c) {
         case 'Q':
-            if (parse_size(optarg, &v) < 0 || v < 1 || v > MAX_QUEUE_DEPTH)
+            if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_QUEUE_DEPTH)
                 return usage_error("invalid --queue-depth '%s' (1 to %u)", optarg,
                                    MAX_QUEUE_DEPTH);
             o->queue_depth = (unsigned)v;
             break;
         case 'r':
-            if (parse_size(optarg, &v) < 0 || v < MIN_REQUEST || v > MAX_REQUEST)
+            if (cli_parse_size(optarg, &v) < 0 || v < MIN_REQUEST || v > MAX_REQUEST)
                 return usage_error("invalid --request-size '%s' (4k to 64M)", optarg);
             o->request_size = (size_t)v;
             break;
@@ -965,9 +922,9 @@ int main(int argc, char **argv)
     if (o.json) {
         FILE *fp = stdout;
         fputs("{\"source\": ", fp);
-        json_string(fp, o.src);
+        cli_json_string(fp, o.src);
         fputs(", \"destination\": ", fp);
-        json_string(fp, o.dst);
+        cli_json_string(fp, o.dst);
         fprintf(fp,
                 ", \"status\": %d, \"bytes_total\": %" PRIu64 ", \"bytes_copied\": %" PRIu64
                 ", \"bytes_skipped\": %" PRIu64 ", \"bytes_zeroed\": %" PRIu64

@@ -1,0 +1,13 @@
+/* Helpers shared by the command-line tools. */
+#ifndef VMIO_CLI_UTIL_H
+#define VMIO_CLI_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* "16", "4k", "1M", "1MiB", "2G": binary multiples. 0, -EINVAL or -ERANGE. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Write s as a JSON string literal. */
+void cli_json_string(FILE *fp, const char *s);
+
+#endif
