@@ -1,6 +1,7 @@
 /* Helpers shared by the command-line tools: size arguments and JSON
  * string output. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,4 +52,15 @@ void cli_json_string(FILE *fp, const char *s)
             fputc(c, fp);
     }
     fputc('"', fp);
+}
+
+int cli_usage_error(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
+    return CLI_EXIT_USAGE;
 }

@@ -10,4 +10,12 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* Write s as a JSON string literal. */
 void cli_json_string(FILE *fp, const char *s);
 
+/* Exit status for usage errors, shared by every tool. */
+#define CLI_EXIT_USAGE 2
+
+/* Print "PROG: message" and a --help hint on stderr; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

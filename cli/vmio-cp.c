@@ -624,17 +624,7 @@ static void usage(FILE *fp)
             "vmio:// URIs read their secret from ?secret-file=PATH or $VMIO_SECRET_FILE.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry '" PROG " --help' for more information.\n", stderr);
-    return EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error(PROG, __VA_ARGS__)
 
 enum {
     OPT_TARGET_IS_ZERO = 256,

@@ -92,7 +92,6 @@ struct remote_state {
     unsigned caps;
 
     pthread_mutex_t lock;       /* state, table, counters */
-    pthread_cond_t cond;
     enum conn_state state;
     struct vmio_error_copy fail_err;
     struct rpart *table[NBUCKETS];
@@ -146,15 +145,23 @@ static int send_frame(struct vmio_transport *t, uint16_t type, const uint8_t *bo
     return 0;
 }
 
-/* An error reply: status + message from the server. */
+/* Length of the printable prefix of a server's error message: a peer's
+ * bytes never reach our messages with control characters in them. */
+static int errmsg_len(const uint8_t *body, uint32_t len)
+{
+    int n = (int)VMIO_MIN(len, VMIO_WIRE_MAX_ERRMSG);
+    for (int i = 0; i < n; i++)
+        if (body[i] < 0x20 || body[i] == 0x7f)
+            return i;
+    return n;
+}
+
+/* An error reply during the handshake: status + message from the server. */
 static int server_error(struct vmio_transport *t, const struct vmio_wire_hdr *h,
                         const uint8_t *body, const char *what)
 {
     int err = vmio_wire_errno_from_status(h->status);
-    int n = (int)VMIO_MIN(h->length, VMIO_WIRE_MAX_ERRMSG);
-    for (int i = 0; i < n; i++)
-        if (body[i] < 0x20 || body[i] == 0x7f)
-            n = i;
+    int n = errmsg_len(body, h->length);
     return vmio_set_error(API, err, "%s refused %s: %.*s", t->peer, what, n,
                           n ? (const char *)body : strerror(err));
 }
@@ -507,15 +514,9 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowa
             r = vmio_set_error_errno(API, -r, "connection to %s lost", t->peer);
             goto lost;
         }
-        server_error(t, &h, msg, "the request");
-        /* Re-record with the server's own words as the message. */
-        int n = (int)h.length;
-        for (int i = 0; i < n; i++)
-            if (msg[i] < 0x20 || msg[i] == 0x7f)
-                n = i;
         int err = vmio_wire_errno_from_status(h.status);
-        if (n)
-            vmio_set_error(API, err, "server: %.*s", n, (const char *)msg);
+        int n = errmsg_len(msg, h.length);
+        vmio_set_error(API, err, "server: %.*s", n, n ? (const char *)msg : strerror(err));
         pthread_mutex_lock(&s->lock);
         part_done(p, -err);
         pthread_mutex_unlock(&s->lock);
@@ -1009,7 +1010,6 @@ static void state_free(struct remote_state *s)
     }
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->send_lock);
-    pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->reconn_cond);
     free(s);
 }
@@ -1054,7 +1054,6 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
         return vmio_set_error(API, ENOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->send_lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
     pthread_cond_init(&s->reconn_cond, NULL);
     s->epfd = -1;
     s->host = strdup(u->host);
