@@ -25,6 +25,105 @@
 
 #define API VMIO_SERVER_API
 
+static int open_error(const struct vmio_export *e, const char *path, int err);
+
+/* A Gfarm directory as an export ("gfarm:///images", "gfarm://mds:601/x"):
+ * client paths are opened through the gfarm:// backend, directly with
+ * libgfarm (never routed to a vmiod: this is the vmiod), and must resolve
+ * beneath the directory inside Gfarm too. */
+static int gfarm_export_new(const char *api, const char *name, const char *dir, unsigned flags,
+                            struct vmio_export **out)
+{
+    if (!vmio_supports(VMIO_FEATURE_GFARM))
+        return vmio_set_error(api, ENOTSUP, "export '%s': this libvmio was built without "
+                                            "gfarm:// support", name);
+    struct vmio_uri u;
+    int r = vmio_uri_parse(api, dir, &u);
+    if (r < 0)
+        return r;
+    if (u.nopts || u.path[0] != '/')
+        r = vmio_set_error(api, EINVAL, "export '%s': expected gfarm://[MDS[:PORT]]/DIR", name);
+    vmio_uri_clear(&u);
+    if (r < 0)
+        return r;
+    struct vmio_export *e = calloc(1, sizeof *e);
+    if (e) {
+        e->dirfd = -1;
+        e->name = strdup(name);
+        e->dir = strdup(dir);
+    }
+    if (!e || !e->name || !e->dir) {
+        vmio_export_free(e);
+        return vmio_set_error(api, ENOMEM, "out of memory");
+    }
+    size_t n = strlen(e->dir);
+    while (n > 9 && e->dir[n - 1] == '/')
+        e->dir[--n] = 0;
+    e->gfarm = 1;
+    e->flags = flags;
+    *out = e;
+    return 0;
+}
+
+/* Append s percent-encoded (everything but unreserved characters and '/'). */
+static void pct_append(char *dst, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    dst += strlen(dst);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+            *dst++ = (char)c;
+        } else {
+            *dst++ = '%';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 15];
+        }
+    }
+    *dst = 0;
+}
+
+static int gfarm_export_open(const struct vmio_export *e, const char *path, size_t len,
+                             uint32_t open_flags, uint64_t create_size, vmio_file **out)
+{
+    /* gfarm://[mds]/DIR/PATH?route=direct&beneath=DIR */
+    const char *root = strstr(e->dir + 8, "/");
+    size_t cap = strlen(e->dir) + 1 + 3 * len + 32 + 3 * strlen(root) + 1;
+    char *uri = malloc(cap);
+    if (!uri)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    snprintf(uri, cap, "%s%s", e->dir, e->dir[strlen(e->dir) - 1] == '/' ? "" : "/");
+    pct_append(uri, path, len);
+    strcat(uri, "?route=direct&beneath=");
+    pct_append(uri, root, strlen(root));
+
+    unsigned flags = 0;
+    if (open_flags & (VMIO_WIRE_OPEN_RDWR | VMIO_WIRE_OPEN_CREATE | VMIO_WIRE_OPEN_TRUNC))
+        flags |= VMIO_O_RDWR;
+    if (open_flags & VMIO_WIRE_OPEN_CREATE)
+        flags |= VMIO_O_CREATE;
+    if (open_flags & VMIO_WIRE_OPEN_TRUNC)
+        flags |= VMIO_O_TRUNC;
+    if (open_flags & VMIO_WIRE_OPEN_EXCL)
+        flags |= VMIO_O_EXCL;
+    struct vmio_open_options o = { .struct_size = sizeof o, .create_size = create_size };
+    int r = vmio_open_ex(uri, flags, &o, out);
+    free(uri);
+    if (r < 0) {
+        /* Gfarm's own text goes to the server log only: it may name
+         * paths outside the export. */
+        vmio_log(VMIO_LOG_INFO, "export '%s': %.*s: %s", e->name, (int)len, path, vmio_errmsg());
+        char *p = strndup(path, len);
+        if (!p)
+            return vmio_set_error(API, ENOMEM, "out of memory");
+        int escaped = -r == EACCES && strstr(vmio_errmsg(), "escapes the export");
+        r = open_error(e, p, escaped ? EXDEV : -r);
+        free(p);
+    }
+    return r;
+}
+
 int vmio_export_new(const char *api, const char *name, const char *dir, unsigned flags,
                     struct vmio_export **out)
 {
@@ -40,6 +139,9 @@ int vmio_export_new(const char *api, const char *name, const char *dir, unsigned
             return vmio_set_error(api, EINVAL, "export name contains a control character");
     if (dir[0] == '\0')
         return vmio_set_error(api, EINVAL, "empty directory for export '%s'", name);
+
+    if (strncmp(dir, "gfarm://", 8) == 0)
+        return gfarm_export_new(api, name, dir, flags, out);
 
     int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -290,6 +392,11 @@ int vmio_export_open(const struct vmio_export *e, const char *cpath, size_t len,
     if ((open_flags & VMIO_WIRE_OPEN_EXCL) && !(open_flags & VMIO_WIRE_OPEN_CREATE)) {
         free(path);
         return vmio_set_error(API, EINVAL, "EXCL needs CREATE");
+    }
+    if (e->gfarm) {
+        r = gfarm_export_open(e, path, len, open_flags, create_size, out);
+        free(path);
+        return r;
     }
 
     /* O_NONBLOCK: opening a FIFO must not block a server thread; it is

@@ -20,7 +20,8 @@ struct vmio_export {
     struct vmio_export *next;
     char *name;
     char *dir;          /* as given, for log messages */
-    int dirfd;          /* O_PATH | O_DIRECTORY, opened once */
+    int dirfd;          /* O_PATH | O_DIRECTORY, opened once; -1 for Gfarm */
+    int gfarm;          /* dir is a gfarm:// URI */
     unsigned flags;     /* VMIO_EXPORT_* */
 };
 

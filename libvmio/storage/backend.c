@@ -1,6 +1,8 @@
 /* Backend registry and the -ENOTSUP stubs that fill unimplemented ops. */
 #include <string.h>
 
+#include "config.h"
+
 #include "storage/backend.h"
 
 static int stub_open(const struct vmio_uri *u, unsigned f, const struct vmio_open_options *o,
@@ -52,6 +54,7 @@ static int stub_submit(void *s, struct vmio_req *r)
 static void stub_stats(void *s, struct vmio_file_stats *st) { }
 static void stub_attach_aio(void *s, int epfd, int efd) { }
 static int stub_progress(void *s, int wait) { return 0; }
+static const char *stub_describe(void *s) { return NULL; }
 
 #define FILL(f) dst->f = src->f ? src->f : stub_##f
 void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src)
@@ -75,11 +78,15 @@ void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_o
     FILL(stats);
     FILL(attach_aio);
     FILL(progress);
+    FILL(describe);
 }
 
 static const struct vmio_backend_ops *const backends[] = {
     &vmio_backend_file,
     &vmio_backend_remote,
+#if VMIO_BUILT_GFARM
+    &vmio_backend_gfarm,
+#endif
 };
 
 const struct vmio_backend_ops *vmio_backend_find(const char *scheme)

@@ -74,10 +74,14 @@ struct vmio_backend_ops {
      * (wait = 1); it returns how many requests it completed. */
     void (*attach_aio)(void *state, int epfd, int efd);
     int (*progress)(void *state, int wait);
+    /* Name for vmio_backend_name() when it depends on the open file
+     * (gfarm:// routed through a vmiod); NULL = the static name. */
+    const char *(*describe)(void *state);
 };
 
 extern const struct vmio_backend_ops vmio_backend_file;
 extern const struct vmio_backend_ops vmio_backend_remote;
+extern const struct vmio_backend_ops vmio_backend_gfarm;
 
 /* Copy ops, filling every NULL with an -ENOTSUP stub. */
 void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src);

@@ -403,7 +403,10 @@ VMIO_API int vmio_get_caps(vmio_file *f, unsigned *caps)
 
 VMIO_API const char *vmio_backend_name(vmio_file *f)
 {
-    return f ? f->ops.name : "";
+    if (!f)
+        return "";
+    const char *d = f->ops.describe(f->state);
+    return d ? d : f->ops.name;
 }
 
 VMIO_API int vmio_get_stats(vmio_file *f, struct vmio_file_stats *st)
