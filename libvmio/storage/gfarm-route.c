@@ -43,6 +43,15 @@ static int printable_token(const char *s)
     return 1;
 }
 
+/* "HOST[:PORT]/EXPORT[/...]" after "vmio://": a host and an export are
+ * both required (a bare "vmio://host/" would take the image's first
+ * directory for the export). */
+static int has_host_and_export(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    return slash && slash != s && slash[1] != 0 && slash[1] != '/';
+}
+
 int gfroute_parse(const char *text, size_t len, const char *name, struct gfroute_table **out)
 {
     *out = NULL;
@@ -80,7 +89,8 @@ int gfroute_parse(const char *text, size_t len, const char *name, struct gfroute
                                "%s:%d: expected 'GFSD-HOST vmio://HOST[:PORT]/EXPORT "
                                "GFARM-DIR'", name, lineno);
         } else if (strncmp(f[1], "vmio://", 7) != 0 || strchr(f[1], '?') ||
-                   !strchr(f[1] + 7, '/') || !printable_token(f[0]) || !printable_token(f[1])) {
+                   !has_host_and_export(f[1] + 7) || !printable_token(f[0]) ||
+                   !printable_token(f[1])) {
             r = vmio_set_error(API, EINVAL, "%s:%d: '%s' is not a vmio://HOST[:PORT]/EXPORT "
                                "URI", name, lineno, f[1]);
         } else if (f[2][0] != '/' || strstr(f[2], "/../") || !printable_token(f[2])) {
@@ -151,7 +161,7 @@ static const char *rel_path(const char *path, const char *root)
 {
     size_t n = strlen(root);
     if (n == 1)
-        return path;
+        return path[0] == '/' ? path : NULL;
     if (strncmp(path, root, n) != 0 || path[n] != '/')
         return NULL;
     return path + n;

@@ -600,8 +600,8 @@ static int helper_sync(struct gf_state *s, int i)
     return r;
 }
 
-static int helpers_io(struct gf_state *s, int write, const struct iovec *iov, int iovcnt,
-                      size_t total, uint64_t off, unsigned flags, int zero)
+static int helpers_io_once(struct gf_state *s, int write, const struct iovec *iov, int iovcnt,
+                           size_t total, uint64_t off, unsigned flags, int zero, int *died)
 {
     int i = helper_get(s, -1);
     if (i < 0)
@@ -615,7 +615,23 @@ static int helpers_io(struct gf_state *s, int write, const struct iovec *iov, in
     }
     if (r == 0 && write && (flags & VMIO_REQ_FUA))
         r = helper_sync(s, i);
+    *died = r < 0 && s->h[i].dead;
     helper_put(s, i);
+    return r;
+}
+
+/* Reads and writes are idempotent: one that a dying helper left undone is
+ * redone once by a fresh helper. Errors reported by libgfarm are not
+ * retried here (libgfarm retries what it can itself). */
+static int helpers_io(struct gf_state *s, int write, const struct iovec *iov, int iovcnt,
+                      size_t total, uint64_t off, unsigned flags, int zero)
+{
+    int died = 0;
+    int r = helpers_io_once(s, write, iov, iovcnt, total, off, flags, zero, &died);
+    if (r < 0 && died) {
+        vmio_log(VMIO_LOG_WARNING, "gfarm: %s; retrying with a new helper", vmio_errmsg());
+        r = helpers_io_once(s, write, iov, iovcnt, total, off, flags, zero, &died);
+    }
     return r;
 }
 

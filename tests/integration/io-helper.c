@@ -6,6 +6,10 @@
  *   vmio-test-io URI read OFFSET LENGTH
  *   vmio-test-io [--rw] URI write OFFSET LENGTH      (writes 0xA5 bytes)
  *   vmio-test-io URI block-status OFFSET LENGTH
+ *   vmio-test-io URI backend                        (vmio_backend_name)
+ *   vmio-test-io --rw URI truncate SIZE
+ *   vmio-test-io --rw URI flush
+ *   --create (implies --rw) opens with VMIO_O_CREATE.
  *
  * On success prints the result and exits 0; on failure prints
  * "ERRNAME: <vmio_errmsg()>" on stderr and exits 1 (2 for usage). */
@@ -38,8 +42,8 @@ static int parse_u64(const char *s, uint64_t *v)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: vmio-test-io [--rw] URI size|read|write|block-status "
-                    "[OFFSET LENGTH]\n");
+    fprintf(stderr, "usage: vmio-test-io [--rw|--create] URI "
+                    "size|read|write|block-status|backend|truncate|flush [ARGS]\n");
     return 2;
 }
 
@@ -47,15 +51,23 @@ int main(int argc, char **argv)
 {
     unsigned flags = VMIO_O_RDONLY;
     int a = 1;
-    if (a < argc && strcmp(argv[a], "--rw") == 0) {
-        flags = VMIO_O_RDWR;
-        a++;
+    for (; a < argc && argv[a][0] == '-' && argv[a][1] == '-'; a++) {
+        if (strcmp(argv[a], "--rw") == 0)
+            flags |= VMIO_O_RDWR;
+        else if (strcmp(argv[a], "--create") == 0)
+            flags |= VMIO_O_RDWR | VMIO_O_CREATE;
+        else
+            return usage();
     }
     if (argc - a < 2)
         return usage();
     const char *uri = argv[a], *cmd = argv[a + 1];
     uint64_t off = 0, len = 0;
-    if (strcmp(cmd, "size") != 0) {
+    if (strcmp(cmd, "truncate") == 0) {
+        if (argc - a != 3 || parse_u64(argv[a + 2], &off) < 0)
+            return usage();
+    } else if (strcmp(cmd, "size") != 0 && strcmp(cmd, "backend") != 0 &&
+               strcmp(cmd, "flush") != 0) {
         if (argc - a != 4 || parse_u64(argv[a + 2], &off) < 0 ||
             parse_u64(argv[a + 3], &len) < 0)
             return usage();
@@ -86,6 +98,12 @@ int main(int argc, char **argv)
         if (r == 0)
             printf("%s %" PRIu64 " bytes at %" PRIu64 "\n", cmd, len, off);
         free(buf);
+    } else if (strcmp(cmd, "backend") == 0) {
+        printf("%s\n", vmio_backend_name(f));
+    } else if (strcmp(cmd, "truncate") == 0) {
+        r = vmio_truncate(f, off);
+    } else if (strcmp(cmd, "flush") == 0) {
+        r = vmio_flush(f);
     } else if (strcmp(cmd, "block-status") == 0) {
         uint64_t l;
         int type;
