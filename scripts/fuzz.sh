@@ -4,7 +4,9 @@
 # seed corpus (tests/fuzz/corpus-work/, not committed). Crashes are saved
 # under tests/fuzz/corpus-work/crashes-TARGET/ and make the script fail.
 #
-# usage: scripts/fuzz.sh [target...]      targets: wire uri (default: all)
+# usage: scripts/fuzz.sh [target...]      targets: wire uri gfarm-helper
+#        gfarm-routes (default: all the build has; the gfarm ones exist
+#        when libgfarm was found)
 # env:   FUZZ_SECONDS, FUZZ_JOBS (parallel fuzzing jobs, default 1),
 #        BUILD_DIR (default build-fuzz)
 set -eu
@@ -24,6 +26,13 @@ fi
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang CXX=clang++ meson setup "$build" -Dfuzzing=true \
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+fi
+if [ $# -eq 0 ]; then
+    # build.ninja may predate the gfarm targets: regenerate it first.
+    ninja -C "$build" build.ninja >/dev/null
+    if grep -q '^build tests/fuzz/fuzz-gfarm-helper:' "$build/build.ninja"; then
+        targets="$targets gfarm-helper gfarm-routes"
+    fi
 fi
 case "$build" in
     /*) bindir=$build/tests/fuzz ;;

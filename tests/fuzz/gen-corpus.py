@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets (corpus-wire/, corpus-uri/).
+"""Writes the seed corpora of the fuzz targets (corpus-wire/, corpus-uri/,
+corpus-gfarm-helper/, corpus-gfarm-routes/).
 
-The frames are laid out here from docs/protocol.md with struct.pack, not
+The frames are laid out here from docs/protocol.md (and the gfarm helper
+messages from libvmio/storage/gfarm-helper-proto.h) with struct.pack, not
 with the library's encoders, so that the seeds also cross-check them.
-Run from anywhere; it rewrites both directories.
+Run from anywhere; it rewrites every directory.
 """
 import os
 import shutil
@@ -104,6 +106,94 @@ def wire_seeds():
     return s
 
 
+GFH_MAGIC = 0x48464D56
+GFH = dict(OPEN=1, READ=2, WRITE=3, SYNC=4, TRUNCATE=5, SIZE=6, CLOSE=7)
+GFH_MAX_PATH = 4096
+GFH_MAX_MSG = 512
+
+
+def gfh_req(op, window=0, arg0=0, arg1=0, text=b'', textlen=None, magic=GFH_MAGIC):
+    if textlen is None:
+        textlen = len(text)
+    return struct.pack('<IIIIQQ', magic, op, window, textlen, arg0, arg1) + text
+
+
+def gfh_rep(op, err=0, value=0, msg=b'', msglen=None, magic=GFH_MAGIC):
+    if msglen is None:
+        msglen = len(msg)
+    return struct.pack('<IIiIQ', magic, op, err, msglen, value) + msg
+
+
+def gfarm_helper_seeds():
+    s = {}
+    o = GFH['OPEN']
+    # Requests.
+    s['req-open'] = gfh_req(o, 1 << 20, 0x3, 1 << 30, b'/images/vm/disk.img\x00/images')
+    s['req-open-no-beneath'] = gfh_req(o, 4096, 0x1, 0, b'/images/vm/disk.img\x00')
+    s['req-open-max'] = gfh_req(o, 1, 0, 0, b'p' * GFH_MAX_PATH + b'\x00'
+                                + b'b' * GFH_MAX_PATH)
+    s['req-open-long-path'] = gfh_req(o, 1, 0, 0, b'p' * (GFH_MAX_PATH + 1) + b'\x00')
+    s['req-open-long-beneath'] = gfh_req(o, 1, 0, 0, b'/p\x00' + b'b' * (GFH_MAX_PATH + 1))
+    s['req-open-no-nul'] = gfh_req(o, 4096, 0, 0, b'/images/vm/disk.img')
+    s['req-open-empty-path'] = gfh_req(o, 4096, 0, 0, b'\x00/images')
+    s['req-open-nul-beneath'] = gfh_req(o, 4096, 0, 0, b'/p\x00/b\x00c')
+    s['req-open-zero-window'] = gfh_req(o, 0, 0, 0, b'/p\x00/b')
+    s['req-open-short-text'] = gfh_req(o, 4096, 0, 0, b'p')
+    s['req-read'] = gfh_req(GFH['READ'], 0, 4096, 65536)
+    s['req-read-end'] = gfh_req(GFH['READ'], 0, (1 << 64) - 2, 1)
+    s['req-read-overflow'] = gfh_req(GFH['READ'], 0, (1 << 64) - 1, 16)
+    s['req-write'] = gfh_req(GFH['WRITE'], 0, 1 << 40, 1 << 20)
+    s['req-write-overflow'] = gfh_req(GFH['WRITE'], 0, 1 << 63, 1 << 63)
+    s['req-sync'] = gfh_req(GFH['SYNC'])
+    s['req-sync-text'] = gfh_req(GFH['SYNC'], text=b'x')
+    s['req-truncate'] = gfh_req(GFH['TRUNCATE'], 0, 1 << 33)
+    s['req-size'] = gfh_req(GFH['SIZE'])
+    s['req-close'] = gfh_req(GFH['CLOSE'])
+    s['req-unknown-op'] = gfh_req(8)
+    s['req-textlen-mismatch'] = gfh_req(o, 4096, 0, 0, b'/p\x00', textlen=4)
+    s['req-bad-magic'] = gfh_req(GFH['SIZE'], magic=0x4F494D56)
+    s['req-short'] = gfh_req(GFH['SIZE'])[:31]
+    # Replies.
+    s['rep-ok'] = gfh_rep(o)
+    s['rep-size'] = gfh_rep(GFH['SIZE'], 0, 1 << 34)
+    s['rep-error'] = gfh_rep(GFH['READ'], 5, 0, b'gfarm: read of /images/a at 0: '
+                             b'Input/output error')
+    s['rep-error-max'] = gfh_rep(GFH['WRITE'], 4095, 0, b'm' * GFH_MAX_MSG)
+    s['rep-msg-too-long'] = gfh_rep(GFH['WRITE'], 28, 0, b'm' * (GFH_MAX_MSG + 1))
+    s['rep-msg-control'] = gfh_rep(o, 13, 0, b'denied\x00\x1b[2J\n\xff')
+    s['rep-msglen-mismatch'] = gfh_rep(o, 2, 0, b'abc', msglen=4)
+    s['rep-bad-op'] = gfh_rep(0)
+    s['rep-negative-err'] = gfh_rep(GFH['SYNC'], -5)
+    s['rep-huge-err'] = gfh_rep(GFH['SYNC'], 4096)
+    s['rep-short'] = gfh_rep(o)[:23]
+    return s
+
+
+GFARM_ROUTES_SEEDS = {
+    'example': (b'# gfsd host     vmiod export URI                    Gfarm directory\n'
+                b'io1.example     vmio://io1.example:10810/images     /images\n'
+                b'IO2.example     vmio://io2.example:10810/images     /images\n'),
+    'blank-comments': b'\n   \t\n  # indented\n#\nio3 vmio://io3/e /data\n\n',
+    'crlf-tabs': b'io1.example\tvmio://[::1]:4000/e\t/images/\r\nio3\tvmio://h/x//\t//\r\n',
+    'root': b'io3 vmio://io3:1/all /\n',
+    'no-final-newline': b'io1.example vmio://io1/images /images',
+    'many-routes': b''.join(b'h%d vmio://h%d/e /d%d\n' % (i, i, i) for i in range(64))
+                   + b'io1.example vmio://io1/images /images\n',
+    'two-fields': b'io1.example vmio://io1/images\n',
+    'four-fields': b'io1.example vmio://io1/images /images extra\n',
+    'not-vmio': b'io1.example http://io1/images /images\n',
+    'query': b'io1.example vmio://io1/images?timeout=5 /images\n',
+    'no-export': b'io1.example vmio://io1/ /images\n',
+    'no-host': b'io1.example vmio:///images /images\n',
+    'relative-dir': b'io1.example vmio://io1/images images\n',
+    'dotdot': b'io1.example vmio://io1/images /images/../etc\n',
+    'nul': b'io1.example vmio://io1/images /ima\x00ges\n',
+    'control': b'io1.exa\x01mple vmio://io1/images /images\n',
+    'high-bytes': b'io1.example vmio://io1/\xc3\xa9 /\xff\n',
+    'sibling': b'io1.example vmio://io1/images /images2\nio3 vmio://io3/e /image\n',
+}
+
+
 URI_SEEDS = [
     '/var/lib/images/disk.img',
     'disk.img',
@@ -144,7 +234,9 @@ URI_SEEDS = [
 def main():
     wdir = os.path.join(HERE, 'corpus-wire')
     udir = os.path.join(HERE, 'corpus-uri')
-    for d in (wdir, udir):
+    hdir = os.path.join(HERE, 'corpus-gfarm-helper')
+    rdir = os.path.join(HERE, 'corpus-gfarm-routes')
+    for d in (wdir, udir, hdir, rdir):
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
     for name, data in sorted(wire_seeds().items()):
@@ -153,7 +245,15 @@ def main():
     for i, uri in enumerate(URI_SEEDS):
         with open(os.path.join(udir, 'uri-%02d' % i), 'wb') as f:
             f.write(uri.encode())
-    print('%d wire seeds, %d URI seeds' % (len(wire_seeds()), len(URI_SEEDS)))
+    for name, data in sorted(gfarm_helper_seeds().items()):
+        with open(os.path.join(hdir, name), 'wb') as f:
+            f.write(data)
+    for name, data in sorted(GFARM_ROUTES_SEEDS.items()):
+        with open(os.path.join(rdir, name), 'wb') as f:
+            f.write(data)
+    print('%d wire seeds, %d URI seeds, %d gfarm helper seeds, %d gfarm routes seeds'
+          % (len(wire_seeds()), len(URI_SEEDS), len(gfarm_helper_seeds()),
+             len(GFARM_ROUTES_SEEDS)))
 
 
 if __name__ == '__main__':
