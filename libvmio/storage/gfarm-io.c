@@ -212,7 +212,7 @@ int gfio_pread(struct gfio *g, void *buf, size_t len, uint64_t off)
         int want = (int)VMIO_MIN(len, GFIO_MAX_CALL), got = 0;
         gfarm_error_t e = gfs_pio_pread(g->gf, p, want, (gfarm_off_t)off, &got);
         if (e != GFARM_ERR_NO_ERROR) {
-            r = gfio_error(e, "read of %s at %" PRIu64, g->path, off);
+            r = gfio_error(e, "Gfarm read of %s at %" PRIu64, g->path, off);
             break;
         }
         if (got <= 0) {
@@ -237,7 +237,7 @@ int gfio_pwrite(struct gfio *g, const void *buf, size_t len, uint64_t off)
         int want = (int)VMIO_MIN(len, GFIO_MAX_CALL), put = 0;
         gfarm_error_t e = gfs_pio_pwrite(g->gf, p, want, (gfarm_off_t)off, &put);
         if (e != GFARM_ERR_NO_ERROR) {
-            r = gfio_error(e, "write of %s at %" PRIu64, g->path, off);
+            r = gfio_error(e, "Gfarm write of %s at %" PRIu64, g->path, off);
             break;
         }
         if (put <= 0) {

@@ -701,6 +701,27 @@ static int gf_write_zeroes(void *state, uint64_t off, uint64_t len, unsigned fla
     return (flags & VMIO_REQ_FUA) ? gfio_datasync(s->g) : 0;
 }
 
+/* One metadata request (SYNC, SIZE, TRUNCATE) on helper want (-1: any),
+ * redone once on a fresh helper if the one it ran on died. */
+static int helper_op(struct gf_state *s, int want, const struct gfh_req *q, uint64_t *value)
+{
+    int r = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int i = helper_get(s, want);
+        if (i < 0)
+            return i;
+        r = helper_call(&s->h[i], q, value);
+        int died = r < 0 && s->h[i].dead;
+        if (r == 0 && q->op == GFH_SYNC)
+            s->h[i].dirty = 0;
+        helper_put(s, i);
+        if (!died)
+            break;
+        vmio_log(VMIO_LOG_WARNING, "gfarm: %s; retrying with a new helper", vmio_errmsg());
+    }
+    return r;
+}
+
 static int gf_flush(void *state)
 {
     struct gf_state *s = state;
@@ -713,17 +734,11 @@ static int gf_flush(void *state)
      * them in the same gfsd file, and a sync through any descriptor of it
      * makes them durable. */
     int first = 0;
+    struct gfh_req q = { .op = GFH_SYNC };
     for (int i = 0; i < s->nh; i++) {
-        int k = helper_get(s, i);
-        if (k < 0) {
-            if (!first)
-                first = k;
-            continue;
-        }
-        int r = helper_sync(s, k);
+        int r = helper_op(s, i, &q, NULL);
         if (r < 0 && !first)
             first = r;
-        helper_put(s, k);
     }
     return first;
 }
@@ -735,13 +750,8 @@ static int gf_get_size(void *state, uint64_t *size)
         return s->inner->get_size(s->inner_state, size);
     if (s->mode == GF_INPROC)
         return gfio_size(s->g, size);
-    int i = helper_get(s, -1);
-    if (i < 0)
-        return i;
     struct gfh_req q = { .op = GFH_SIZE };
-    int r = helper_call(&s->h[i], &q, size);
-    helper_put(s, i);
-    return r;
+    return helper_op(s, -1, &q, size);
 }
 
 static int gf_truncate(void *state, uint64_t size)
@@ -751,13 +761,8 @@ static int gf_truncate(void *state, uint64_t size)
         return s->inner->truncate(s->inner_state, size);
     if (s->mode == GF_INPROC)
         return gfio_truncate(s->g, size);
-    int i = helper_get(s, -1);
-    if (i < 0)
-        return i;
     struct gfh_req q = { .op = GFH_TRUNCATE, .arg0 = size };
-    int r = helper_call(&s->h[i], &q, NULL);
-    helper_put(s, i);
-    return r;
+    return helper_op(s, -1, &q, NULL);
 }
 
 static int gf_block_status(void *state, uint64_t off, uint64_t max, uint64_t *len, int *type)

@@ -1,9 +1,10 @@
 /* vmio-test-ack: checks that nothing acknowledged is lost when a peer dies
  * mid-transfer.
  *
- *   vmio-test-ack write URI BLOCKS   write 1 MiB block i (a pattern made of
- *                                    i), flush, print "acked i"; stop at
- *                                    the first error (exit 1)
+ *   vmio-test-ack write URI BLOCKS [PAUSE-MS]
+ *                                    write 1 MiB block i (a pattern made of
+ *                                    i), flush, print "acked i", pause;
+ *                                    stop at the first error (exit 1)
  *   vmio-test-ack verify URI N       blocks 0..N-1 hold their patterns
  *
  * Failures print "ERRNAME: <vmio_errmsg()>" on stderr. */
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <vmio/vmio.h>
 
@@ -33,10 +35,11 @@ static int fail(int r)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[1], "write") && strcmp(argv[1], "verify"))) {
-        fprintf(stderr, "usage: vmio-test-ack write|verify URI N\n");
+    if (argc < 4 || argc > 5 || (strcmp(argv[1], "write") && strcmp(argv[1], "verify"))) {
+        fprintf(stderr, "usage: vmio-test-ack write|verify URI N [PAUSE-MS]\n");
         return 2;
     }
+    long pause_ms = argc == 5 ? strtol(argv[4], NULL, 0) : 0;
     int writing = argv[1][0] == 'w';
     uint64_t n = strtoull(argv[3], NULL, 0);
     uint8_t *b = malloc(BLOCK), *want = malloc(BLOCK);
@@ -63,6 +66,10 @@ int main(int argc, char **argv)
             }
             printf("acked %" PRIu64 "\n", i);
             fflush(stdout);
+            if (pause_ms > 0) {
+                struct timespec ts = { pause_ms / 1000, (pause_ms % 1000) * 1000000L };
+                nanosleep(&ts, NULL);
+            }
         } else {
             if ((r = vmio_pread(f, b, BLOCK, i * BLOCK)) < 0)
                 return fail(r);
