@@ -11,7 +11,7 @@ PKGS="
   libibverbs-dev librdmacm-dev
   libxml2-dev libvirt-dev libxen-dev libhwloc-dev
   libsqlite3-dev libzstd-dev liblz4-dev
-  libgfarm-dev
+  libgfarm-dev gfmd gfsd gfarm-client gfarm2fs fuse3 postgresql
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
   qemu-utils fio
   clang libclang-rt-14-dev valgrind

@@ -29,7 +29,12 @@ total_pass=0
 total_fail=0
 total_skip=0
 skipped_list=$(mktemp)
-trap 'rm -f "$skipped_list"' EXIT
+# One real Gfarm (PostgreSQL + gfmd + two gfsd, scripts/gfarm-local.sh) is
+# shared by the gfarm tests of every step; each test works in a Gfarm
+# directory of its own (tests that kill daemons start a private one).
+VMIO_TEST_GFARM_BASE=${VMIO_TEST_GFARM_BASE:-${TMPDIR:-/tmp}/vmio-gfarm-ci-$$}
+export VMIO_TEST_GFARM_BASE
+trap 'rm -f "$skipped_list"; GFARM_BASE=$VMIO_TEST_GFARM_BASE bash scripts/gfarm-local.sh stop purge >/dev/null 2>&1' EXIT
 
 now() { date +%s; }
 say() { printf '\n==== %s\n' "$*"; }
@@ -96,7 +101,8 @@ configure() { # DIR OPTIONS...
 }
 
 build_main() {
-    configure "$BUILD_DIR" -Dwerror=true -Dtests=enabled -Dnbdkit=enabled -Dlibnbd=enabled &&
+    configure "$BUILD_DIR" -Dwerror=true -Dtests=enabled -Dnbdkit=enabled -Dlibnbd=enabled \
+        -Dgfarm=enabled &&
         ninja -C "$BUILD_DIR" -j "$JOBS"
 }
 test_main() {
@@ -109,7 +115,7 @@ build_asan() {
     # b_lundef=false: a sanitized shared library leaves the runtime's
     # symbols to the executable.
     configure "$ASAN_DIR" -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dtests=enabled -Dnbdkit=enabled -Dman=disabled &&
+        -Dtests=enabled -Dnbdkit=enabled -Dgfarm=enabled -Dman=disabled &&
         ninja -C "$ASAN_DIR" -j "$JOBS"
 }
 test_asan() {

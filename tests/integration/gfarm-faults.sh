@@ -6,6 +6,8 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/gfarm-env.sh"
 [ -n "${VMIO_GFARM_HELPER:-}" ] || skip "libvmio was built without gfarm:// (libgfarm-dev missing)"
+# This test kills and restarts a gfsd: never on a Gfarm shared with others.
+unset VMIO_TEST_GFARM_BASE
 gfarm_up
 
 # 1. A helper process dies (SIGKILL) while an image is written: it is
