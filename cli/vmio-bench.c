@@ -116,6 +116,9 @@ struct target_ops {
     void (*poll_setup)(struct bench *b, struct pollfd *pfd);
     /* Handle the poll result; completions are reported by bench_complete(). */
     int (*poll_handle)(struct bench *b, short revents);
+    /* One blocking request on the caller's thread (--sync); 0 or -1 with
+     * *msg set. */
+    int (*sync_io)(struct bench *b, struct req *r, const char **msg);
 };
 
 struct bench {
@@ -127,6 +130,7 @@ struct bench {
     int random;
     size_t bs;
     unsigned qd;
+    int sync;                  /* dd-like: blocking calls, one at a time */
     uint64_t region;
     uint64_t max_ops;          /* 0 = until the deadline */
     uint64_t deadline_ns;      /* 0 = none */
@@ -242,6 +246,26 @@ static int bench_run(struct bench *b, double runtime_s)
     b->t_start = now_ns();
     b->t_end = b->t_start;
     b->deadline_ns = runtime_s > 0 ? b->t_start + (uint64_t)(runtime_s * 1e9) : 0;
+    if (b->sync) {
+        struct req *r = &b->reqs[0];
+        while (bench_more(b)) {
+            r->b = b;
+            r->off = next_offset(b);
+            if (b->write) {
+                uint64_t tag = b->submitted ^ r->off;
+                memcpy(r->buf, &tag, sizeof tag);
+                ((unsigned char *)r->buf)[0] |= 1;
+            }
+            r->t_submit = now_ns();
+            const char *msg = "";
+            int ret = b->ops->sync_io(b, r, &msg);
+            b->in_flight++;
+            b->submitted++;
+            bench_complete(r, ret, msg);
+            b->ndone = 0;
+        }
+        return b->failed ? -1 : 0;
+    }
     for (unsigned i = 0; i < b->qd && bench_more(b); i++) {
         if (bench_submit(b, &b->reqs[i]) < 0)
             break;
@@ -299,8 +323,18 @@ static int vmio_target_poll_handle(struct bench *b, short revents)
     return 0;
 }
 
+static int vmio_target_sync(struct bench *b, struct req *r, const char **msg)
+{
+    int ret = b->write ? vmio_pwrite(b->handle, r->buf, b->bs, r->off, 0)
+                       : vmio_pread(b->handle, r->buf, b->bs, r->off);
+    if (ret < 0)
+        *msg = vmio_errmsg();
+    return ret;
+}
+
 static const struct target_ops vmio_target = {
     .name = "vmio",
+    .sync_io = vmio_target_sync,
     .submit = vmio_target_submit,
     .poll_setup = vmio_target_poll_setup,
     .poll_handle = vmio_target_poll_handle,
@@ -354,8 +388,18 @@ static int nbd_target_poll_handle(struct bench *b, short revents)
     return 0;
 }
 
+static int nbd_target_sync(struct bench *b, struct req *r, const char **msg)
+{
+    int ret = b->write ? nbd_pwrite(b->handle, r->buf, b->bs, r->off, 0)
+                       : nbd_pread(b->handle, r->buf, b->bs, r->off, 0);
+    if (ret < 0)
+        *msg = nbd_get_error();
+    return ret < 0 ? -1 : 0;
+}
+
 static const struct target_ops nbd_target = {
     .name = "nbd",
+    .sync_io = nbd_target_sync,
     .submit = nbd_target_submit,
     .poll_setup = nbd_target_poll_setup,
     .poll_handle = nbd_target_poll_handle,
@@ -377,6 +421,7 @@ struct storage_opts {
     const char *rw;
     uint64_t bs;
     unsigned qd;
+    int sync;
     uint64_t size;
     double runtime;
     int runtime_given;
@@ -401,6 +446,8 @@ static void storage_usage(FILE *fp)
             "      --rw MODE        read, write, randread or randwrite (default randread)\n"
             "      --bs SIZE        request size (default 4k)\n"
             "      --qd N           requests in flight (default 32)\n"
+            "      --sync           dd-like: blocking calls one at a time on the\n"
+            "                       caller's thread (implies --qd 1)\n"
             "      --size SIZE      region of the image to use (default: the whole image);\n"
             "                       a missing image is created with this size and filled\n"
             "      --runtime SECS   measure for SECS seconds (default 10)\n"
@@ -432,7 +479,7 @@ static void usage(FILE *fp)
             );
 }
 
-enum { OPT_RW = 256, OPT_BS, OPT_QD, OPT_SIZE, OPT_RUNTIME, OPT_OPS, OPT_JSON, OPT_FILL,
+enum { OPT_RW = 256, OPT_BS, OPT_QD, OPT_SYNC, OPT_SIZE, OPT_RUNTIME, OPT_OPS, OPT_JSON, OPT_FILL,
        OPT_NO_FILL, OPT_WORKERS, OPT_SEED };
 
 static int storage_parse(int argc, char **argv, struct storage_opts *o)
@@ -441,6 +488,7 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
         { "rw", required_argument, NULL, OPT_RW },
         { "bs", required_argument, NULL, OPT_BS },
         { "qd", required_argument, NULL, OPT_QD },
+        { "sync", no_argument, NULL, OPT_SYNC },
         { "size", required_argument, NULL, OPT_SIZE },
         { "runtime", required_argument, NULL, OPT_RUNTIME },
         { "ops", required_argument, NULL, OPT_OPS },
@@ -485,6 +533,10 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
             if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_BS)
                 return usage_error("invalid --bs '%s' (1 to 64M)", optarg);
             o->bs = v;
+            break;
+        case OPT_SYNC:
+            o->sync = 1;
+            o->qd = 1;
             break;
         case OPT_QD:
             if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_QD)
@@ -596,7 +648,8 @@ static int storage_main(int argc, char **argv)
     b.write = o.write;
     b.random = o.random;
     b.bs = (size_t)o.bs;
-    b.qd = o.qd;
+    b.qd = o.sync ? 1 : o.qd;
+    b.sync = o.sync;
     b.rng = o.seed;
 
     uint64_t image_size = 0;

@@ -46,15 +46,15 @@ T_START=$(date +%s)
 TIMINGS=
 say() { printf 'qemu-build: %s\n' "$*"; }
 die() { printf 'qemu-build: error: %s\n' "$*" >&2; exit 1; }
-# timed NAME CMD...: run CMD, remember how long it took.
+# timed NAME CMD...: run CMD (a failure ends the script), remember how long
+# it took.
 timed() {
-    local name=$1 t0 rc=0
+    local name=$1 t0
     shift
     t0=$(date +%s)
-    "$@" || rc=$?
+    "$@"
     TIMINGS="$TIMINGS$(printf '  %-12s %5ss' "$name" $(( $(date +%s) - t0 )))
 "
-    return "$rc"
 }
 
 # ---- 1. packages ---------------------------------------------------------
@@ -65,7 +65,7 @@ PKGS="dpkg-dev build-essential meson ninja-build pkg-config python3
       libglib2.0-dev zlib1g-dev nettle-dev"
 
 install_deps() {
-    local missing= p
+    local missing='' p
     for p in $PKGS; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
             missing="$missing $p"
@@ -170,8 +170,10 @@ write_sources() {
                       if (us[i] !~ /debian\.org\// && us[i] !~ /\/debian(-security)?\/?$/) ok = 0
               } else ok = 0
               if (ok) print }' >> "$out/debian-src.sources"
-        n=$((n + $(grep -c '^Types: deb-src' "$out/debian-src.sources" || true)))
     done
+    if [ -f "$out/debian-src.sources" ]; then
+        n=$((n + $(grep -c '^Types: deb-src' "$out/debian-src.sources" || true)))
+    fi
     [ "$n" -gt 0 ] || die "no Debian 'deb' source found in /etc/apt/sources.list{,.d}"
     say "private apt sources ($n deb-src entries) in $out"
 }
@@ -179,7 +181,7 @@ write_sources() {
 APT_OPTS=()
 fetch_source() {
     local d
-    d=$(find "$SRCDIR" -maxdepth 1 -type d -name 'qemu-7.2*' 2>/dev/null | head -n1)
+    d=$(find "$SRCDIR" -maxdepth 1 -type d -name 'qemu-7.2*' 2>/dev/null | head -n1 || true)
     if [ -n "$d" ] && [ -f "$d/.vmio-unpacked" ]; then
         QSRC=$d
         say "source: $QSRC (cached)"
@@ -197,19 +199,20 @@ fetch_source() {
     # Unprivileged download user cannot write into a root-only cache dir.
     [ "$(id -u)" -ne 0 ] || APT_OPTS+=(-o "APT::Sandbox::User=root")
     say "apt-get update (private lists)"
-    apt-get "${APT_OPTS[@]}" update -qq
+    apt-get "${APT_OPTS[@]}" update -qq >"$QDIR/fetch.log" 2>&1 ||
+        { tail -n 30 "$QDIR/fetch.log" >&2; die "apt-get update with the private sources failed"; }
     # The newest 7.2 (backports may offer newer QEMUs).
     local ver=${QEMU_VERSION:-}
     if [ -z "$ver" ]; then
         ver=$(apt-cache "${APT_OPTS[@]}" showsrc qemu 2>/dev/null |
-              sed -n 's/^Version: \(\(1:\)\{0,1\}7\.2[^ ]*\)$/\1/p' | sort -V | tail -n1)
+              sed -n 's/^Version: \(\(1:\)\{0,1\}7\.2[^ ]*\)$/\1/p' | sort -V | tail -n1 || true)
         [ -n "$ver" ] || die "no QEMU 7.2 source package in the configured Debian sources"
     fi
     rm -rf "$SRCDIR"
     mkdir -p "$SRCDIR"
     say "apt-get source qemu=$ver"
     (cd "$SRCDIR" && apt-get "${APT_OPTS[@]}" source -qq "qemu=$ver") \
-        >"$QDIR/fetch.log" 2>&1 || { tail -n 30 "$QDIR/fetch.log" >&2; die "apt-get source qemu failed"; }
+        >>"$QDIR/fetch.log" 2>&1 || { tail -n 30 "$QDIR/fetch.log" >&2; die "apt-get source qemu failed"; }
     d=$(find "$SRCDIR" -maxdepth 1 -type d -name 'qemu-*' | head -n1)
     [ -n "$d" ] || die "apt-get source left no qemu-* directory in $SRCDIR"
     case $(basename "$d") in
@@ -218,7 +221,7 @@ fetch_source() {
     esac
     touch "$d/.vmio-unpacked"
     QSRC=$d
-    say "source: $QSRC ($(ls "$SRCDIR"/*.dsc | xargs -n1 basename))"
+    say "source: $QSRC ($(cd "$SRCDIR" && echo *.dsc))"
 }
 
 # ---- 4. integration -----------------------------------------------------
@@ -232,8 +235,11 @@ integrate() {
         say "patched block/meson.build"
     fi
     # QEMU's own style checker: the driver is meant to live in QEMU's tree.
-    perl "$QSRC/scripts/checkpatch.pl" --no-tree -q -f "$QSRC/block/vmio.c" >"$QDIR/checkpatch.log" 2>&1 ||
-        { cat "$QDIR/checkpatch.log" >&2; die "examples/qemu/block-vmio.c does not pass QEMU's checkpatch.pl"; }
+    if ! perl "$QSRC/scripts/checkpatch.pl" --no-tree -q -f "$QSRC/block/vmio.c" \
+        >"$QDIR/checkpatch.log" 2>&1 || grep -q '^WARNING' "$QDIR/checkpatch.log"; then
+        cat "$QDIR/checkpatch.log" >&2
+        die "examples/qemu/block-vmio.c does not pass QEMU's scripts/checkpatch.pl"
+    fi
 }
 
 # ---- 5. configure and build --------------------------------------------

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite, as CI runs it (.ci/run calls exactly this), on a
 # fresh Debian 12 machine:
-#   1. install what the build and the tests need (scripts/install-deps.sh)
+#   1. install what the build and the tests need (scripts/install-deps.sh),
+#      build Debian's QEMU 7.2 tools with the vmio driver (scripts/qemu-build.sh)
 #   2. build build/ with -Dwerror=true and run every meson test
 #   3. build build-asan/ with AddressSanitizer + UBSan, run unit + integration
 #   4. run the unit suite under valgrind (meson test --setup valgrind)
@@ -152,6 +153,9 @@ T0=$(now)
 if [ "${SKIP_DEPS:-0}" != 1 ]; then
     step "install dependencies" sh scripts/install-deps.sh
 fi
+# Debian's QEMU 7.2 tools with the vmio block driver (tests/integration/
+# qemu-driver.sh): 1-2 minutes from nothing, cached in build-qemu/ after.
+step "QEMU 7.2 tools with the vmio driver (build-qemu/)" bash scripts/qemu-build.sh
 step "build ($BUILD_DIR, -Dwerror=true)" build_main &&
     step "meson test (all suites)" test_main
 step "build ($ASAN_DIR, ASan+UBSan)" build_asan &&

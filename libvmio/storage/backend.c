@@ -55,6 +55,7 @@ static void stub_stats(void *s, struct vmio_file_stats *st) { }
 static void stub_attach_aio(void *s, int epfd, int efd) { }
 static int stub_progress(void *s, int wait) { return 0; }
 static const char *stub_describe(void *s) { return NULL; }
+static int stub_finish(void *s) { return 0; }
 
 #define FILL(f) dst->f = src->f ? src->f : stub_##f
 void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src)
@@ -79,6 +80,7 @@ void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_o
     FILL(attach_aio);
     FILL(progress);
     FILL(describe);
+    FILL(finish);
 }
 
 static const struct vmio_backend_ops *const backends[] = {

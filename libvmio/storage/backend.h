@@ -77,6 +77,9 @@ struct vmio_backend_ops {
     /* Name for vmio_backend_name() when it depends on the open file
      * (gfarm:// routed through a vmiod); NULL = the static name. */
     const char *(*describe)(void *state);
+    /* Write out anything the backend buffered (write-behind); called by
+     * vmio_close() before close, its error is vmio_close()'s result. */
+    int (*finish)(void *state);
 };
 
 extern const struct vmio_backend_ops vmio_backend_file;

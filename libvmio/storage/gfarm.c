@@ -22,7 +22,9 @@
  * URI: gfarm:///path or gfarm://mds:port/path, options
  *   helpers=N (0..64, default 4), route=auto|direct|vmiod,
  *   routes=FILE (else $VMIO_GFARM_ROUTES), secret-file=FILE (for vmiod),
- *   beneath=DIR (refuse a file whose real path is not under Gfarm DIR). */
+ *   beneath=DIR (refuse a file whose real path is not under Gfarm DIR),
+ *   cache=stream|none (read-ahead and write-behind of sequential streams,
+ *   gfarm-stream.h; default stream, direct modes only). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -42,6 +44,7 @@
 #include "storage/gfarm-helper-proto.h"
 #include "storage/gfarm-io.h"
 #include "storage/gfarm-route.h"
+#include "storage/gfarm-stream.h"
 
 #define API "gfarm"
 #define GF_WINDOW (4u << 20)
@@ -77,6 +80,10 @@ struct gf_state {
 
     /* GF_INPROC */
     struct gfio *g;
+
+    /* cache=stream (GF_HELPERS and GF_INPROC) */
+    int stream_on;
+    struct gfstream st;
 
     /* GF_ROUTED */
     const struct vmio_backend_ops *inner;
@@ -344,6 +351,12 @@ static void gf_close(void *state)
     struct gf_state *s = state;
     if (!s)
         return;
+    if (s->stream_on) {
+        int r = gfstream_destroy(&s->st);
+        if (r < 0)
+            vmio_log(VMIO_LOG_ERROR, "%s", vmio_errmsg());
+        s->stream_on = 0;
+    }
     if (s->mode == GF_ROUTED && s->inner_state)
         s->inner->close(s->inner_state);
     if (s->mode == GF_INPROC) {
@@ -464,11 +477,13 @@ static int open_routed(struct gf_state *s, const struct vmio_uri *u, unsigned fl
     return 0;
 }
 
+static int stream_start(struct gf_state *s);
+
 static int gf_open(const struct vmio_uri *u, unsigned flags, const struct vmio_open_options *opts,
                    void **state)
 {
     static const char *const allowed[] = { "helpers", "route", "routes", "secret-file",
-                                           "beneath", NULL };
+                                           "beneath", "cache", NULL };
     int r = vmio_uri_check_opts(API, u, allowed);
     if (r < 0)
         return r;
@@ -480,6 +495,10 @@ static int gf_open(const struct vmio_uri *u, unsigned flags, const struct vmio_o
     const char *route = vmio_uri_get(u, "route");
     if (route && strcmp(route, "auto") && strcmp(route, "direct") && strcmp(route, "vmiod"))
         return vmio_set_error(API, EINVAL, "route=%s: expected auto, direct or vmiod", route);
+    const char *cache = vmio_uri_get(u, "cache");
+    if (cache && strcmp(cache, "stream") && strcmp(cache, "none"))
+        return vmio_set_error(API, EINVAL, "cache=%s: expected stream or none", cache);
+    int want_stream = !cache || strcmp(cache, "stream") == 0;
 
     struct gf_state *s = calloc(1, sizeof *s);
     if (!s)
@@ -525,6 +544,8 @@ static int gf_open(const struct vmio_uri *u, unsigned flags, const struct vmio_o
             gfio_fini();
             goto fail;
         }
+        if (want_stream && (r = stream_start(s)) < 0)
+            goto fail;
         *state = s;
         return 0;
     }
@@ -546,6 +567,8 @@ static int gf_open(const struct vmio_uri *u, unsigned flags, const struct vmio_o
             goto fail;
         s->nh++;
     }
+    if (want_stream && (r = stream_start(s)) < 0)
+        goto fail;
     *state = s;
     return 0;
 
@@ -648,44 +671,86 @@ static int inproc_io(struct gf_state *s, int write, const struct iovec *iov, int
     return 0;
 }
 
-static int gf_preadv(void *state, const struct iovec *iov, int iovcnt, uint64_t off)
+/* Reads and writes below the stream layer (direct modes). */
+static int raw_read(void *ctx, const struct iovec *iov, int iovcnt, size_t total, uint64_t off)
 {
-    struct gf_state *s = state;
-    switch (s->mode) {
-    case GF_ROUTED:
-        return s->inner->preadv(s->inner_state, iov, iovcnt, off);
-    case GF_INPROC:
+    struct gf_state *s = ctx;
+    if (s->mode == GF_INPROC)
         return inproc_io(s, 0, iov, iovcnt, off);
-    default:
-        return helpers_io(s, 0, iov, iovcnt, iov_total(iov, iovcnt), off, 0, 0);
-    }
+    return helpers_io(s, 0, iov, iovcnt, total, off, 0, 0);
 }
 
-static int gf_flush(void *state);
-
-static int gf_pwritev(void *state, const struct iovec *iov, int iovcnt, uint64_t off,
-                      unsigned flags)
+static int raw_write(void *ctx, const struct iovec *iov, int iovcnt, size_t total, uint64_t off,
+                     unsigned flags)
 {
-    struct gf_state *s = state;
-    switch (s->mode) {
-    case GF_ROUTED:
-        return s->inner->pwritev(s->inner_state, iov, iovcnt, off, flags);
-    case GF_INPROC: {
+    struct gf_state *s = ctx;
+    if (s->mode == GF_INPROC) {
         int r = inproc_io(s, 1, iov, iovcnt, off);
         if (r == 0 && (flags & VMIO_REQ_FUA))
             r = gfio_datasync(s->g);
         return r;
     }
-    default:
-        return helpers_io(s, 1, iov, iovcnt, iov_total(iov, iovcnt), off, flags, 0);
-    }
+    return helpers_io(s, 1, iov, iovcnt, total, off, flags, 0);
 }
+
+static int gf_get_size(void *state, uint64_t *size);
+
+static int stream_start(struct gf_state *s)
+{
+    uint64_t size;
+    int r = gf_get_size(s, &size);
+    if (r < 0)
+        return r;
+    struct gfstream_io io = { .ctx = s, .read = raw_read, .write = raw_write };
+    if ((r = gfstream_init(&s->st, &io, size)) < 0)
+        return r;
+    s->stream_on = 1;
+    return 0;
+}
+
+static int gf_preadv(void *state, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    struct gf_state *s = state;
+    if (s->mode == GF_ROUTED)
+        return s->inner->preadv(s->inner_state, iov, iovcnt, off);
+    size_t total = iov_total(iov, iovcnt);
+    if (s->stream_on)
+        return gfstream_read(&s->st, iov, iovcnt, total, off);
+    return raw_read(s, iov, iovcnt, total, off);
+}
+
+static int gf_pwritev(void *state, const struct iovec *iov, int iovcnt, uint64_t off,
+                      unsigned flags)
+{
+    struct gf_state *s = state;
+    if (s->mode == GF_ROUTED)
+        return s->inner->pwritev(s->inner_state, iov, iovcnt, off, flags);
+    size_t total = iov_total(iov, iovcnt);
+    if (s->stream_on)
+        return gfstream_write(&s->st, iov, iovcnt, total, off, (flags & VMIO_REQ_FUA) != 0);
+    return raw_write(s, iov, iovcnt, total, off, flags);
+}
+
+static int zeroes(struct gf_state *s, uint64_t off, uint64_t len, unsigned flags);
 
 static int gf_write_zeroes(void *state, uint64_t off, uint64_t len, unsigned flags)
 {
     struct gf_state *s = state;
     if (s->mode == GF_ROUTED)
         return s->inner->write_zeroes(s->inner_state, off, len, flags);
+    if (s->stream_on) {
+        int r = gfstream_resize_begin(&s->st);    /* drain, drop read-ahead */
+        if (r < 0)
+            return r;
+    }
+    int r = zeroes(s, off, len, flags);
+    if (s->stream_on)
+        gfstream_resize_begin(&s->st);    /* a read-ahead that raced with us */
+    return r;
+}
+
+static int zeroes(struct gf_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
     if (s->mode == GF_HELPERS)
         return helpers_io(s, 1, NULL, 0, (size_t)len, off, flags, 1);
     /* In-process: Gfarm has no hole punching; write zeroes. */
@@ -727,6 +792,11 @@ static int gf_flush(void *state)
     struct gf_state *s = state;
     if (s->mode == GF_ROUTED)
         return s->inner->flush(s->inner_state);
+    if (s->stream_on) {
+        int r = gfstream_drain(&s->st);
+        if (r < 0)
+            return r;
+    }
     if (s->mode == GF_INPROC)
         return gfio_datasync(s->g);
     /* Every helper syncs its own gfsd file descriptor: also the clean
@@ -759,10 +829,21 @@ static int gf_truncate(void *state, uint64_t size)
     struct gf_state *s = state;
     if (s->mode == GF_ROUTED)
         return s->inner->truncate(s->inner_state, size);
-    if (s->mode == GF_INPROC)
-        return gfio_truncate(s->g, size);
-    struct gfh_req q = { .op = GFH_TRUNCATE, .arg0 = size };
-    return helper_op(s, -1, &q, NULL);
+    if (s->stream_on) {
+        int r = gfstream_resize_begin(&s->st);
+        if (r < 0)
+            return r;
+    }
+    int r;
+    if (s->mode == GF_INPROC) {
+        r = gfio_truncate(s->g, size);
+    } else {
+        struct gfh_req q = { .op = GFH_TRUNCATE, .arg0 = size };
+        r = helper_op(s, -1, &q, NULL);
+    }
+    if (s->stream_on)
+        gfstream_resize_end(&s->st, r == 0 ? size : 0);
+    return r;
 }
 
 static int gf_block_status(void *state, uint64_t off, uint64_t max, uint64_t *len, int *type)
@@ -815,6 +896,15 @@ static int gf_progress(void *state, int wait)
     return 0;
 }
 
+static int gf_finish(void *state)
+{
+    struct gf_state *s = state;
+    if (!s->stream_on)
+        return 0;
+    s->stream_on = 0;
+    return gfstream_destroy(&s->st);
+}
+
 static const char *gf_describe(void *state)
 {
     struct gf_state *s = state;
@@ -841,4 +931,5 @@ const struct vmio_backend_ops vmio_backend_gfarm = {
     .attach_aio = gf_attach_aio,
     .progress = gf_progress,
     .describe = gf_describe,
+    .finish = gf_finish,
 };

@@ -160,6 +160,9 @@ VMIO_API int vmio_close(vmio_file *f)
     if (!f)
         return 0;
     vmio_aio_shutdown(f);
+    int r = f->ops.finish(f->state);
+    if (r < 0)
+        r = vmio_error_reprefix("vmio_close", -r);
     f->ops.close(f->state);
     /* Completions nobody collected are dropped (their callbacks never run). */
     struct vmio_aio_req *ar = f->cq_head;
@@ -170,7 +173,7 @@ VMIO_API int vmio_close(vmio_file *f)
         ar = n;
     }
     file_free(f);
-    return 0;
+    return r;
 }
 
 int vmio_check_range(const char *api, struct vmio_file *f, uint64_t offset, uint64_t len)

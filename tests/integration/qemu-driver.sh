@@ -4,10 +4,8 @@
 # compare, info, map and resize, and qemu-io reads and writes (unaligned,
 # vectored, FUA, asynchronous), discard and write-zeroes, against vmio://
 # (vmiod on loopback), vmio:/path and vmio:file:// images, qcow2 on top of
-# vmio://, --image-opts, read-only exports and error messages. gfarm:// runs
-# too when GFARM_CONFIG_FILE is set and libvmio has its gfarm:// backend, in
-# a new directory below VMIO_TEST_GFARM_DIR (default /tmp), made and removed
-# with Gfarm's gfmkdir and gfrm.
+# vmio://, --image-opts, read-only exports and error messages; gfarm:// and
+# vmio:gfarm:// too when a Gfarm is at hand (see the gfarm:// part below).
 #
 # The QEMU binaries come from $VMIO_QEMU_BUILD (default
 # ${VMIO_QEMU_DIR:-build-qemu}/qemu-build, relative to the source tree); the
@@ -20,15 +18,17 @@ SRC_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 QBUILD=${VMIO_QEMU_BUILD:-${VMIO_QEMU_DIR:-$SRC_ROOT/build-qemu}/qemu-build}
 QEMU_IMG=$QBUILD/qemu-img
 QEMU_IO=$QBUILD/qemu-io
-[ -x "$QEMU_IMG" ] && [ -x "$QEMU_IO" ] ||
+if [ ! -x "$QEMU_IMG" ] || [ ! -x "$QEMU_IO" ]; then
     skip "QEMU with the vmio driver is not built in $QBUILD (run scripts/qemu-build.sh, or set VMIO_QEMU_DIR or VMIO_QEMU_BUILD)"
+fi
 
 # QEMU runs with the libvmio this test is about (vmiod's build), not the one
 # it was linked with, and with the sanitizer runtime preloaded when that
 # libvmio is sanitized (QEMU itself is not).
 QENV=()
-LIBDIR=$(cd "$(dirname "$VMIOD")/../libvmio" 2>/dev/null && pwd || true)
-if [ -n "$LIBDIR" ] && [ -e "$LIBDIR/libvmio.so.0" ]; then
+LIBDIR=$(dirname "$VMIOD")/../libvmio
+if [ -e "$LIBDIR/libvmio.so.0" ]; then
+    LIBDIR=$(cd "$LIBDIR" && pwd)
     QENV+=("LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 fi
 PRELOAD=$(asan_preload)
@@ -210,6 +210,15 @@ a=$(allocated "$TMP/export/plain.raw")
 [ "$a" -le $(( 8 * 1048576 )) ] || fail "vmio://: converted image is not sparse ($a bytes allocated)"
 ok "vmio://: server file identical and sparse ($a of $SIZE bytes allocated)"
 
+# An image whose size is not a multiple of 512: QEMU reads its last sector
+# whole (past the end reads as zeroes), and a write past the end grows it.
+head -c 1000 /dev/urandom > "$TMP/export/odd.raw"
+cp "$TMP/export/odd.raw" "$TMP/odd.orig"
+qio "$URI/odd.raw" "read -P 0 1000 24" "write -P 0x7 996 28" "read -P 0x7 996 28"
+[ "$(stat -c %s "$TMP/export/odd.raw")" = 1024 ] || fail "vmio://: write past the end did not grow the image"
+cmp -n 996 "$TMP/odd.orig" "$TMP/export/odd.raw" || fail "vmio://: odd-sized image damaged"
+ok "vmio://: odd-sized image, reads of the last sector and a write past the end"
+
 # Errors come with libvmio's message.
 expect 1 "No such file|not found|does not exist" qimg info -f raw "$URI/missing.raw"
 expect 1 "export|unknown|not found|No such" qimg info -f raw \
@@ -246,19 +255,34 @@ mkdir "$TMP/local2"
 roundtrip "vmio:file://" "vmio:file://$TMP/local2"
 
 # ---- gfarm:// -------------------------------------------------------------
-if [ -z "${GFARM_CONFIG_FILE:-}" ]; then
-    echo "gfarm: GFARM_CONFIG_FILE is not set, gfarm:// part skipped"
-elif ! qimg --help | grep -q 'Supported formats:.* vmio-gfarm'; then
+# Where a Gfarm is: the shared instance of the run (VMIO_TEST_GFARM_BASE, as
+# scripts/test.sh sets it; tests/integration/gfarm-env.sh starts it if
+# needed and gives this test a directory of its own), or the Gfarm of
+# GFARM_CONFIG_FILE (a new directory below VMIO_TEST_GFARM_DIR, default
+# /tmp, made and removed with gfmkdir and gfrm). Without either, or without
+# libvmio's gfarm:// backend, this part is skipped.
+GDIR=
+if ! qimg --help | grep -q 'Supported formats:.* vmio-gfarm'; then
     echo "gfarm: this libvmio has no gfarm:// backend, gfarm:// part skipped"
-elif ! command -v gfmkdir >/dev/null || ! command -v gfrm >/dev/null; then
-    echo "gfarm: gfmkdir/gfrm (gfarm-client) not installed, gfarm:// part skipped"
+elif [ -n "${VMIO_TEST_GFARM_BASE:-}" ]; then
+    . "$(dirname "$0")/gfarm-env.sh"
+    gfarm_up --one
+    GDIR=$GF_DIR
+elif [ -n "${GFARM_CONFIG_FILE:-}" ]; then
+    if ! command -v gfmkdir >/dev/null || ! command -v gfrm >/dev/null; then
+        echo "gfarm: gfmkdir/gfrm (gfarm-client) not installed, gfarm:// part skipped"
+    else
+        GDIR=${VMIO_TEST_GFARM_DIR:-/tmp}/vmio-qemu-driver.$$
+        gfmkdir -p "$GDIR" || fail "gfmkdir -p $GDIR failed"
+        on_exit "gfrm -rf '$GDIR'"
+    fi
 else
-    GDIR=${VMIO_TEST_GFARM_DIR:-/tmp}/vmio-qemu-driver.$$
-    gfmkdir -p "$GDIR" || fail "gfmkdir -p $GDIR failed"
-    on_exit "gfrm -rf '$GDIR'"
+    echo "gfarm: neither VMIO_TEST_GFARM_BASE nor GFARM_CONFIG_FILE is set, gfarm:// part skipped"
+fi
+if [ -n "$GDIR" ]; then
     # libvmio's gfarm:// backend reports no extents: no holes in the map.
+    # The second round trip recreates the same images through vmio:.
     roundtrip "gfarm://" "gfarm://$GDIR" nosparse
-    gfrm -rf "$GDIR" && gfmkdir -p "$GDIR" || fail "cannot empty $GDIR"
     roundtrip "vmio:gfarm://" "vmio:gfarm://$GDIR" nosparse
 fi
 
