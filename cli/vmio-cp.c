@@ -47,6 +47,10 @@ enum {
 #define FLUSH_EVERY (64ull << 20)
 /* Largest single write_zeroes request for a hole. */
 #define MAX_ZERO_REQUEST (1ull << 30)
+/* Bytes per vmio_copy_range() call (progress and background flushes run
+ * between calls). */
+#define OFFLOAD_CHUNK (64ull << 20)
+#define VMIO_CP_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 struct options {
     const char *src;
@@ -55,6 +59,7 @@ struct options {
     size_t request_size;
     int target_is_zero;
     int no_resize;
+    int no_offload;
     int progress;          /* -1: when stderr is a terminal */
     int json;
     int verify;
@@ -195,6 +200,10 @@ struct copier {
      * every page. -1 for remote destinations. */
     int cache_fd;
     uint64_t dropped_upto;
+
+    /* Both ends local: data extents go through vmio_copy_range()
+     * (copy_file_range), not through our buffers. */
+    int offload;
 
     int failed;
     char errmsg[1024];
@@ -356,6 +365,29 @@ static void copy_fill(struct copier *c)
             c->bytes_skipped += n;
             c->bytes_done += n;
             c->pos = c->ext_end;
+            continue;
+        }
+        if (c->offload && c->ext_type == VMIO_EXTENT_DATA) {
+            uint64_t n = VMIO_CP_MIN(c->ext_end - c->pos, OFFLOAD_CHUNK);
+            int r = vmio_copy_range(c->src, c->pos, c->dst, c->pos, n, 0);
+            if (r == -ENOTSUP) {
+                c->offload = 0;          /* copy through our buffers instead */
+                continue;
+            }
+            if (r < 0) {
+                copy_fail(c, "cannot copy '%s' to '%s' at offset %" PRIu64 ": %s", c->o->src,
+                          c->o->dst, c->pos, vmio_errmsg());
+                return;
+            }
+            c->requests++;
+            c->bytes_read += n;
+            c->bytes_copied += n;
+            c->bytes_done += n;
+            c->unflushed += n;
+            c->pos += n;
+            maybe_flush(c);
+            vmio_aio_run_completions(c->dst);       /* background flushes */
+            progress_draw(&c->prog, c->bytes_done, c->size, 0);
             continue;
         }
         if (c->nfree == 0)
@@ -616,6 +648,8 @@ static void usage(FILE *fp)
             "      --no-progress        never show a progress bar\n"
             "      --json               print a JSON summary on stdout\n"
             "      --verify             compare SHA-256 digests of both sides afterwards\n"
+            "      --no-offload         between two local files, copy through buffers\n"
+            "                           instead of copy_file_range\n"
             "  -q, --quiet              no progress bar, no messages but errors\n"
             "  -h, --help               show this help\n"
             "  -V, --version            show the version\n"
@@ -632,7 +666,8 @@ enum {
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_JSON,
-    OPT_VERIFY
+    OPT_VERIFY,
+    OPT_NO_OFFLOAD
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -646,6 +681,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
         { "json", no_argument, NULL, OPT_JSON },
         { "verify", no_argument, NULL, OPT_VERIFY },
+        { "no-offload", no_argument, NULL, OPT_NO_OFFLOAD },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -677,6 +713,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case OPT_NO_PROGRESS: o->progress = 0; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_VERIFY: o->verify = 1; break;
+        case OPT_NO_OFFLOAD: o->no_offload = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h':
             usage(stdout);
@@ -832,6 +869,8 @@ int main(int argc, char **argv)
     c.can_zero = (caps & VMIO_CAP_WRITE_ZEROES) != 0;
     c.can_flush = (caps & VMIO_CAP_FLUSH) != 0;
     c.cache_fd = -1;
+    c.offload = !o.no_offload && strcmp(vmio_backend_name(src), "file") == 0 &&
+                strcmp(vmio_backend_name(dst), "file") == 0;
     const char *dst_path = local_path(o.dst);
     if (dst_path)
         c.cache_fd = open(dst_path, O_RDONLY | O_CLOEXEC);

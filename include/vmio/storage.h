@@ -103,6 +103,16 @@ VMIO_API int vmio_block_status(vmio_file *file, uint64_t offset,
 #define VMIO_CAP_MULTI_CONN 0x40u
 VMIO_API int vmio_get_caps(vmio_file *file, unsigned *caps);
 
+/* Copy len bytes from src at src_off to dst at dst_off without moving
+ * them through the caller, when the storage allows it: between two local
+ * files this is copy_file_range(2), which file systems with reflinks
+ * (XFS, Btrfs) turn into shared extents. Both ranges must lie inside
+ * their files. Returns 0, -ENOTSUP when this pair of files cannot be
+ * offloaded (copy with reads and writes instead), or another -errno.
+ * flags must be 0. Since 0.2 (symbol version VMIO_0.2). */
+VMIO_API int vmio_copy_range(vmio_file *src, uint64_t src_off, vmio_file *dst, uint64_t dst_off,
+                             uint64_t len, unsigned flags);
+
 /* Name of the backend serving the file ("file", "vmio"). Never NULL. */
 VMIO_API const char *vmio_backend_name(vmio_file *file);
 

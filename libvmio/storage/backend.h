@@ -83,6 +83,8 @@ struct vmio_backend_ops {
 };
 
 extern const struct vmio_backend_ops vmio_backend_file;
+/* The descriptor of a file-backend state that copy_file_range may use. */
+int vmio_file_backend_fd(void *state);
 extern const struct vmio_backend_ops vmio_backend_remote;
 extern const struct vmio_backend_ops vmio_backend_gfarm;
 

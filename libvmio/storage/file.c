@@ -363,6 +363,12 @@ static int file_block_status(void *state, uint64_t off, uint64_t max, uint64_t *
     return 0;
 }
 
+int vmio_file_backend_fd(void *state)
+{
+    const struct file_state *s = state;
+    return s->fd_buffered >= 0 ? s->fd_buffered : s->fd;
+}
+
 const struct vmio_backend_ops vmio_backend_file = {
     .struct_size = sizeof(struct vmio_backend_ops),
     .name = "file",

@@ -404,6 +404,45 @@ VMIO_API int vmio_get_caps(vmio_file *f, unsigned *caps)
     return 0;
 }
 
+VMIO_API int vmio_copy_range(vmio_file *src, uint64_t src_off, vmio_file *dst, uint64_t dst_off,
+                             uint64_t len, unsigned flags)
+{
+    static const char api[] = "vmio_copy_range";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, src && dst, EINVAL);
+    VMIO_CHECK_ARG(api, flags == 0, EINVAL);
+    if (!(dst->caps & VMIO_CAP_WRITE))
+        return vmio_set_error(api, EBADF, "destination is read-only");
+    int r = vmio_check_range(api, src, src_off, len);
+    if (r == 0)
+        r = vmio_check_range(api, dst, dst_off, len);
+    if (r < 0)
+        return r;
+    if (strcmp(src->ops.name, "file") != 0 || strcmp(dst->ops.name, "file") != 0)
+        return vmio_set_error(api, ENOTSUP, "no offloaded copy from %s to %s",
+                              vmio_backend_name(src), vmio_backend_name(dst));
+    int in = vmio_file_backend_fd(src->state), out = vmio_file_backend_fd(dst->state);
+    loff_t ioff = (loff_t)src_off, ooff = (loff_t)dst_off;
+    while (len > 0) {
+        size_t chunk = (size_t)VMIO_MIN(len, (uint64_t)1 << 30);
+        ssize_t n = copy_file_range(in, &ioff, out, &ooff, chunk, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
+                      errno == ENOSYS || errno == EBADF))
+            return vmio_set_error_errno(api, ENOTSUP, "copy_file_range refused (%s)",
+                                        strerror(errno));
+        if (n < 0)
+            return vmio_set_error_errno(api, errno, "copy_file_range");
+        if (n == 0)
+            return vmio_set_error(api, EIO, "copy_file_range made no progress");
+        len -= (uint64_t)n;
+        ATOMIC_ADD(&src->bytes_read, (uint64_t)n);
+        ATOMIC_ADD(&dst->bytes_written, (uint64_t)n);
+    }
+    return 0;
+}
+
 VMIO_API const char *vmio_backend_name(vmio_file *f)
 {
     if (!f)

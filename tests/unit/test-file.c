@@ -580,6 +580,36 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+START_TEST(test_copy_range)
+{
+    vmio_file *a = create(1 << 20, 0);
+    char b_path[600];
+    snprintf(b_path, sizeof b_path, "%s/copy.img", dir);
+    struct vmio_open_options o = { .struct_size = sizeof o, .create_size = 1 << 20 };
+    vmio_file *b = NULL;
+    ck_assert_vmio_ok(vmio_open_ex(b_path, VMIO_O_CREATE, &o, &b));
+    static char buf[65536], back[65536];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (char)(i * 7 + 3);
+    ck_assert_vmio_ok(vmio_pwrite(a, buf, sizeof buf, 4096, 0));
+    ck_assert_vmio_ok(vmio_copy_range(a, 4096, b, 8192, sizeof buf, 0));
+    ck_assert_vmio_ok(vmio_pread(b, back, sizeof back, 8192));
+    ck_assert_mem_eq(buf, back, sizeof buf);
+    /* Ranges are checked on both sides; flags must be 0. */
+    ck_assert_int_eq(vmio_copy_range(a, (1 << 20) - 10, b, 0, 11, 0), -EINVAL);
+    ck_assert_int_eq(vmio_copy_range(a, 0, b, (1 << 20) - 10, 11, 0), -EINVAL);
+    ck_assert_int_eq(vmio_copy_range(a, 0, b, 0, 1, 1), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(vmio_errmsg(), "vmio_copy_range"));
+    /* A read-only destination is refused. */
+    vmio_file *ro = NULL;
+    ck_assert_vmio_ok(vmio_open(b_path, VMIO_O_RDONLY, &ro));
+    ck_assert_int_eq(vmio_copy_range(a, 0, ro, 0, 4096, 0), -EBADF);
+    ck_assert_vmio_ok(vmio_close(ro));
+    ck_assert_vmio_ok(vmio_close(a));
+    ck_assert_vmio_ok(vmio_close(b));
+}
+END_TEST
+
 START_TEST(test_threads)
 {
     vmio_file *f = create((uint64_t)NTHREADS * REGION, 0);
@@ -630,6 +660,7 @@ static Suite *file_suite(void)
     tcase_add_test(tc, test_direct);
     tcase_add_test(tc, test_stats);
     tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_copy_range);
     suite_add_tcase(s, tc);
     return s;
 }
