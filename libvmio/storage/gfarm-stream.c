@@ -78,6 +78,11 @@ static int push(struct gfstream *st)
             struct iovec v = { st->wb[st->cur], st->wlen };
             int r = st->io.write(st->io.ctx, &v, 1, st->wlen, st->woff, 0);
             st->wlen = 0;
+            if (r < 0 && !st->werr) {
+                /* Acknowledged data was lost: the next flush must say so. */
+                st->werr = r;
+                vmio_error_save(&st->wmsg);
+            }
             return r;
         }
         st->thr_started = 1;
@@ -158,8 +163,12 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
     if (overlaps(off, total, st->woff, st->wlen) ||
         (st->fl_busy && overlaps(off, total, st->fl_off, st->fl_len))) {
         int r = drain_locked(st);
-        if (r == 0 && st->werr)
-            r = take_error(st);     /* the data here may be stale: say so */
+        if (r == 0 && st->werr) {
+            /* The data here may be stale: say so, and leave the error
+             * for the next flush (a read does not clear it). */
+            r = st->werr;
+            vmio_error_restore(&st->wmsg);
+        }
         if (r < 0) {
             pthread_mutex_unlock(&st->lock);
             return r;
@@ -176,8 +185,10 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
         size_t len = (size_t)VMIO_MIN((uint64_t)STREAM_BUF, st->size - off);
         if (len >= total && (overlaps(off, len, st->woff, st->wlen) ||
                              (st->fl_busy && overlaps(off, len, st->fl_off, st->fl_len)))) {
-            /* The window must not read around buffered writes. */
-            if (drain_locked(st) < 0 || st->werr)
+            /* The window must not read around buffered writes. Draining
+             * waits unlocked: if another thread staged one there
+             * meanwhile, read only what was asked this time. */
+            if (drain_locked(st) < 0 || st->werr || overlaps(off, len, st->woff, st->wlen))
                 len = 0;
         }
         if (len >= total) {
@@ -228,6 +239,10 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
             pthread_mutex_unlock(&st->lock);
             return r;
         }
+        /* push() may have waited unlocked while a read-ahead filled a
+         * window over this range. */
+        if (overlaps(off, total, st->roff, st->rlen))
+            st->rlen = 0;
         copy_in(st->wb[st->cur], iov, iovcnt, total);
         st->woff = off;
         st->wlen = total;

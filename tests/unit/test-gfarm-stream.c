@@ -1,0 +1,1040 @@
+/* Read-ahead and write-behind of the gfarm:// backend (cache=stream,
+ * libvmio/storage/gfarm-stream.c), on its own: the calls it makes below
+ * itself go to an in-memory disk that counts and logs them, can fail them
+ * and can hold one write in flight (a gate), so that every test asserts
+ * the exact data and the exact I/O the layer did. Covered: write-behind
+ * in 1 MiB units, read-your-writes (staged, in flight, and around a
+ * read-ahead window, also when another thread stages meanwhile), the
+ * read-ahead window and what invalidates it, end of file and truncation,
+ * deferred write errors, FUA, and many threads on one stream. */
+#include <inttypes.h>
+#include <pthread.h>
+
+#include <vmio/storage.h>
+
+#include "test-common.h"
+
+#include "storage/gfarm-stream.h"
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+#define BUF MiB                 /* the layer's write-behind and read-ahead unit */
+#define SMALL (64u * KiB)       /* larger requests go straight through */
+#define SIZE (4 * MiB + 3000)   /* file size: the last window is short */
+#define CAP (8 * MiB)           /* the disk array; writes may grow the file */
+#define WLOG 64
+
+/* ---- the disk below the stream ----------------------------------------- */
+
+struct wop {
+    uint64_t off;
+    size_t len;
+    unsigned flags;
+};
+
+static struct disk {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint8_t *data;            /* CAP bytes, zero beyond size */
+    uint64_t size;
+    useconds_t delay;         /* per call, outside the lock */
+    int reads;                /* read calls, failed ones too */
+    uint64_t last_roff;
+    size_t last_rlen;
+    int writes, fua_writes;   /* writes that landed */
+    struct wop wlog[WLOG];    /* the first WLOG of them */
+    int fail_writes;          /* fail the next n writes */
+    int fail_reads;           /* fail the next n reads of >= fail_read_min bytes */
+    size_t fail_read_min;
+    int gate_closed, gate_hits;   /* a write at gate_off waits while closed */
+    uint64_t gate_off;
+} disk;
+
+static uint8_t *ref;           /* what the disk must hold once drained */
+static struct gfstream st;
+static int st_open;
+
+static int disk_read(void *ctx, const struct iovec *iov, int iovcnt, size_t total, uint64_t off)
+{
+    struct disk *d = ctx;
+    if (d->delay)
+        usleep(d->delay);
+    pthread_mutex_lock(&d->lock);
+    d->reads++;
+    d->last_roff = off;
+    d->last_rlen = total;
+    if (d->fail_reads > 0 && total >= d->fail_read_min) {
+        d->fail_reads--;
+        pthread_mutex_unlock(&d->lock);
+        return vmio_set_error("disk", EIO, "injected read failure at %" PRIu64, off);
+    }
+    if (off > d->size || total > d->size - off) {
+        pthread_mutex_unlock(&d->lock);
+        return vmio_set_error("disk", EIO, "read beyond end of file at %" PRIu64, off);
+    }
+    const uint8_t *src = d->data + off;
+    for (int i = 0; i < iovcnt && total > 0; i++) {
+        size_t k = VMIO_MIN(iov[i].iov_len, total);
+        memcpy(iov[i].iov_base, src, k);
+        src += k;
+        total -= k;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static int disk_write(void *ctx, const struct iovec *iov, int iovcnt, size_t total, uint64_t off,
+                      unsigned flags)
+{
+    struct disk *d = ctx;
+    if (d->delay)
+        usleep(d->delay);
+    pthread_mutex_lock(&d->lock);
+    if (d->gate_closed && off == d->gate_off) {
+        d->gate_hits++;
+        pthread_cond_broadcast(&d->cond);
+        while (d->gate_closed)
+            pthread_cond_wait(&d->cond, &d->lock);
+    }
+    if (d->fail_writes > 0) {
+        d->fail_writes--;
+        pthread_mutex_unlock(&d->lock);
+        return vmio_set_error("disk", EIO, "injected write failure at %" PRIu64, off);
+    }
+    if (off > CAP || total > CAP - off) {
+        pthread_mutex_unlock(&d->lock);
+        return vmio_set_error("disk", ENOSPC, "write beyond the disk at %" PRIu64, off);
+    }
+    uint8_t *dst = d->data + off;
+    size_t left = total;
+    for (int i = 0; i < iovcnt && left > 0; i++) {
+        size_t k = VMIO_MIN(iov[i].iov_len, left);
+        memcpy(dst, iov[i].iov_base, k);
+        dst += k;
+        left -= k;
+    }
+    if (off + total > d->size)
+        d->size = off + total;
+    if (d->writes < WLOG)
+        d->wlog[d->writes] = (struct wop){ off, total, flags };
+    d->writes++;
+    if (flags & VMIO_REQ_FUA)
+        d->fua_writes++;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static const struct gfstream_io disk_io = {
+    .ctx = &disk,
+    .read = disk_read,
+    .write = disk_write,
+};
+
+static void setup(void)
+{
+    memset(&disk, 0, sizeof disk);
+    pthread_mutex_init(&disk.lock, NULL);
+    pthread_cond_init(&disk.cond, NULL);
+    disk.data = calloc(1, CAP);
+    ref = calloc(1, CAP);
+    ck_assert(disk.data && ref);
+    disk.size = SIZE;
+    test_fill(disk.data, SIZE, 0, 1);
+    memcpy(ref, disk.data, CAP);
+    ck_assert_vmio_ok(gfstream_init(&st, &disk_io, SIZE));
+    st_open = 1;
+}
+
+static void teardown(void)
+{
+    if (st_open)
+        gfstream_destroy(&st);
+    st_open = 0;
+    free(disk.data);
+    free(ref);
+    pthread_mutex_destroy(&disk.lock);
+    pthread_cond_destroy(&disk.cond);
+}
+
+static int nreads(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    int n = disk.reads;
+    pthread_mutex_unlock(&disk.lock);
+    return n;
+}
+
+static int nwrites(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    int n = disk.writes;
+    pthread_mutex_unlock(&disk.lock);
+    return n;
+}
+
+/* The last read call was len bytes at off. */
+static void last_read_is(uint64_t off, size_t len)
+{
+    pthread_mutex_lock(&disk.lock);
+    uint64_t o = disk.last_roff;
+    size_t l = disk.last_rlen;
+    pthread_mutex_unlock(&disk.lock);
+    ck_assert_msg(o == off && l == len, "last read %zu at %" PRIu64 ", expected %zu at %" PRIu64,
+                  l, o, len, off);
+}
+
+/* Write number i (from 0) was len bytes at off with flags. */
+static void wlog_is(int i, uint64_t off, size_t len, unsigned flags)
+{
+    pthread_mutex_lock(&disk.lock);
+    ck_assert_int_gt(disk.writes, i);
+    struct wop w = disk.wlog[i];
+    pthread_mutex_unlock(&disk.lock);
+    ck_assert_msg(w.off == off && w.len == len && w.flags == flags,
+                  "write %d: %zu at %" PRIu64 " flags %u, expected %zu at %" PRIu64 " flags %u",
+                  i, w.len, w.off, w.flags, len, off, flags);
+}
+
+static void fail_writes(int n)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.fail_writes = n;
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void fail_reads(int n, size_t min)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.fail_reads = n;
+    disk.fail_read_min = min;
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void gate_close(uint64_t off)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.gate_closed = 1;
+    disk.gate_off = off;
+    disk.gate_hits = 0;
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.gate_closed = 0;
+    pthread_cond_broadcast(&disk.cond);
+    pthread_mutex_unlock(&disk.lock);
+}
+
+/* Until a write is held at the gate. */
+static void gate_wait(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    while (disk.gate_hits == 0)
+        pthread_cond_wait(&disk.cond, &disk.lock);
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void *gate_open_later(void *arg)
+{
+    (void)arg;
+    usleep(20000);
+    gate_open();
+    return NULL;
+}
+
+/* Until the background write (if any) has completed. */
+static void wait_idle(void)
+{
+    pthread_mutex_lock(&st.lock);
+    while (st.fl_busy)
+        pthread_cond_wait(&st.cond, &st.lock);
+    pthread_mutex_unlock(&st.lock);
+}
+
+/* Changes the file size below the stream, as a truncate would. */
+static void disk_truncate(uint64_t size)
+{
+    pthread_mutex_lock(&disk.lock);
+    if (size < disk.size) {
+        memset(disk.data + size, 0, disk.size - size);
+        memset(ref + size, 0, disk.size - size);
+    }
+    disk.size = size;
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void disk_is_ref(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    size_t i = 0;
+    while (i < CAP && disk.data[i] == ref[i])
+        i++;
+    pthread_mutex_unlock(&disk.lock);
+    ck_assert_msg(i == CAP, "disk differs from the reference at %zu", i);
+}
+
+/* len bytes of pattern seed at off through the stream, in two iovecs;
+ * the reference follows a write that succeeded. */
+static int swrite(uint64_t off, size_t len, uint32_t seed, int fua)
+{
+    uint8_t *b = malloc(len);
+    if (!b)
+        return -ENOMEM;
+    test_fill(b, len, off, seed);
+    size_t a = len / 3;
+    struct iovec v[2] = { { b, a }, { b + a, len - a } };
+    int r = gfstream_write(&st, v, 2, len, off, fua);
+    if (r == 0)
+        memcpy(ref + off, b, len);
+    free(b);
+    return r;
+}
+
+static int sread(uint8_t *buf, uint64_t off, size_t len)
+{
+    size_t a = len / 3;
+    struct iovec v[2] = { { buf, a }, { buf + a, len - a } };
+    return gfstream_read(&st, v, 2, len, off);
+}
+
+#define WR(off, len, seed) ck_assert_vmio_ok(swrite((off), (len), (seed), 0))
+
+static long first_diff(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i])
+            return (long)i;
+    return -1;
+}
+
+/* A read through the stream returns what was last written there. */
+static void read_is_ref(uint64_t off, size_t len)
+{
+    uint8_t *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_vmio_ok(sread(b, off, len));
+    long i = first_diff(b, ref + off, len);
+    free(b);
+    ck_assert_msg(i < 0, "read of %zu at %" PRIu64 ": stale byte at %" PRIu64, len, off,
+                  off + (uint64_t)i);
+}
+
+/* One stream call on another thread. */
+struct bg {
+    pthread_t th;
+    int write;
+    uint64_t off;
+    size_t len;
+    uint32_t seed;
+    uint8_t buf[4096];
+    int r;
+};
+
+static void *bg_main(void *arg)
+{
+    struct bg *b = arg;
+    b->r = b->write ? swrite(b->off, b->len, b->seed, 0) : sread(b->buf, b->off, b->len);
+    return NULL;
+}
+
+static void bg_start(struct bg *b)
+{
+    ck_assert_uint_le(b->len, sizeof b->buf);
+    ck_assert_int_eq(pthread_create(&b->th, NULL, bg_main, b), 0);
+}
+
+/* ---- write-behind ------------------------------------------------------ */
+
+/* Small sequential writes stay in memory until 1 MiB has accumulated, then
+ * reach the disk 1 MiB at a time in the background; a drain writes the
+ * rest. (A fresh stream's sequence starts at offset 0.) */
+START_TEST(test_wb_sequential)
+{
+    for (uint64_t off = 0; off < BUF; off += 4 * KiB)
+        WR(off, 4 * KiB, 2);
+    ck_assert_int_eq(nwrites(), 0);
+    ck_assert_uint_eq(st.staged, 256);
+
+    for (uint64_t off = BUF; off < 3 * BUF + 12 * KiB; off += 4 * KiB)
+        WR(off, 4 * KiB, 3);
+    wait_idle();
+    ck_assert_int_eq(nwrites(), 3);
+    for (int i = 0; i < 3; i++)
+        wlog_is(i, (uint64_t)i * BUF, BUF, 0);
+    ck_assert_int_eq(memcmp(disk.data, ref, 3 * BUF), 0);
+    ck_assert_int_ne(memcmp(disk.data + 3 * BUF, ref + 3 * BUF, 12 * KiB), 0);
+
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    ck_assert_int_eq(nwrites(), 4);
+    wlog_is(3, 3 * BUF, 12 * KiB, 0);
+    ck_assert_uint_eq(st.staged, 3 * 256 + 3);
+    ck_assert_int_eq(nreads(), 0);
+    disk_is_ref();
+
+    /* Nothing buffered: a drain writes nothing. */
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    ck_assert_int_eq(nwrites(), 4);
+}
+END_TEST
+
+/* Writes that are not small and sequential go straight to the disk, after
+ * the buffered writes they overlap. */
+START_TEST(test_wb_direct)
+{
+    WR(0, 4 * KiB, 2);
+    WR(4 * KiB, 4 * KiB, 3);
+    ck_assert_int_eq(nwrites(), 0);
+
+    /* Not sequential: straight through; the buffer stays. */
+    WR(512 * KiB, 4 * KiB, 4);
+    ck_assert_int_eq(nwrites(), 1);
+    wlog_is(0, 512 * KiB, 4 * KiB, 0);
+    /* Large, elsewhere: straight through; the buffer stays. */
+    WR(2 * MiB, 128 * KiB, 5);
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(1, 2 * MiB, 128 * KiB, 0);
+
+    /* Large, over the buffer: the buffer first, then the new data. */
+    WR(0, 128 * KiB, 6);
+    ck_assert_int_eq(nwrites(), 4);
+    wlog_is(2, 0, 8 * KiB, 0);
+    wlog_is(3, 0, 128 * KiB, 0);
+    disk_is_ref();
+
+    /* Small but not sequential, over a buffer: the same order. */
+    WR(128 * KiB, 4 * KiB, 7);        /* sequential after the large write */
+    ck_assert_int_eq(nwrites(), 4);
+    WR(128 * KiB + 2 * KiB, 512, 8);
+    ck_assert_int_eq(nwrites(), 6);
+    wlog_is(4, 128 * KiB, 4 * KiB, 0);
+    wlog_is(5, 128 * KiB + 2 * KiB, 512, 0);
+    disk_is_ref();
+    ck_assert_int_eq(nreads(), 0);
+}
+END_TEST
+
+/* ---- read-your-writes --------------------------------------------------- */
+
+/* A read over staged data writes it out first and returns it. */
+START_TEST(test_ryw_staged)
+{
+    WR(0, 4 * KiB, 2);
+    WR(4 * KiB, 4 * KiB, 3);
+    ck_assert_int_eq(nwrites(), 0);
+    read_is_ref(2 * KiB, 16 * KiB);        /* staged bytes and older ones */
+    ck_assert_int_eq(nwrites(), 1);
+    wlog_is(0, 0, 8 * KiB, 0);
+    ck_assert_int_eq(nreads(), 1);
+    last_read_is(2 * KiB, 16 * KiB);
+    disk_is_ref();
+}
+END_TEST
+
+/* A read over data in flight waits for it to land. */
+START_TEST(test_ryw_in_flight)
+{
+    for (uint64_t off = 0; off < BUF; off += 4 * KiB)
+        WR(off, 4 * KiB, 2);
+    gate_close(0);
+    WR(BUF, 4 * KiB, 3);            /* pushes [0, 1 MiB) to the writer thread */
+    gate_wait();
+    ck_assert_int_eq(nwrites(), 0);
+
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, gate_open_later, NULL), 0);
+    read_is_ref(512 * KiB, 4 * KiB);     /* returns only once the gate opened */
+    pthread_join(th, NULL);
+    /* It drained everything: the megabyte in flight, then what was staged. */
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(0, 0, BUF, 0);
+    wlog_is(1, BUF, 4 * KiB, 0);
+    ck_assert_int_eq(nreads(), 1);
+    last_read_is(512 * KiB, 4 * KiB);
+    disk_is_ref();
+}
+END_TEST
+
+/* A read-ahead window that would cover staged bytes beyond the requested
+ * range writes them out first, so that later reads from the window return
+ * them. */
+START_TEST(test_ryw_window_beyond)
+{
+    const uint64_t x = BUF;
+    read_is_ref(x - 4 * KiB, 4 * KiB);     /* random: direct; the sequence is at x */
+    WR(x + 8 * KiB - 128 * KiB, 128 * KiB, 2);   /* direct; writes continue at x + 8K */
+    WR(x + 8 * KiB, 4 * KiB, 3);
+    WR(x + 12 * KiB, 4 * KiB, 4);
+    WR(x + 16 * KiB, 4 * KiB, 5);
+    ck_assert_int_eq(nwrites(), 1);
+    ck_assert_int_eq(nreads(), 1);
+
+    read_is_ref(x, 4 * KiB);               /* the window [x, x + 1 MiB) */
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(1, x + 8 * KiB, 12 * KiB, 0);
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(x, BUF);
+    for (uint64_t off = x + 4 * KiB; off < x + 20 * KiB; off += 4 * KiB)
+        read_is_ref(off, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+    ck_assert_uint_eq(st.ra_hits, 4);
+    disk_is_ref();
+}
+END_TEST
+
+/* While a read-ahead waits for buffered writes to land, another thread
+ * stages a write inside the coming window: the window must not be filled
+ * without it, or a read after that write completed returns the old bytes. */
+START_TEST(test_ryw_stage_during_readahead)
+{
+    read_is_ref(4 * KiB, 4 * KiB);         /* direct; the read sequence is at 8K */
+    WR(128 * KiB, 128 * KiB, 2);           /* direct; writes continue at 256K */
+    WR(256 * KiB, 4 * KiB, 3);             /* staged */
+    ck_assert_int_eq(nwrites(), 1);
+
+    /* The reader drains [256K, 260K) before filling [8K, 1M + 8K). */
+    gate_close(256 * KiB);
+    struct bg r = { .off = 8 * KiB, .len = 4 * KiB };
+    bg_start(&r);
+    gate_wait();                           /* the reader waits, unlocked */
+    WR(260 * KiB, 4 * KiB, 4);             /* staged meanwhile, acknowledged */
+    gate_open();
+    pthread_join(r.th, NULL);
+    ck_assert_vmio_ok(r.r);
+    ck_assert_int_eq(first_diff(r.buf, ref + 8 * KiB, 4 * KiB), -1);
+
+    read_is_ref(260 * KiB, 4 * KiB);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+}
+END_TEST
+
+/* A sequential write that waits for the writer thread (to hand it the
+ * previous buffer) while a read-ahead fills a window over its range must
+ * not leave that window holding the old bytes. */
+START_TEST(test_ryw_readahead_during_push)
+{
+    read_is_ref(296 * KiB, 4 * KiB);       /* direct; the read sequence is at 300K */
+    WR(0, 4 * KiB, 2);                     /* staged [0, 4K) */
+    WR(64 * KiB, 128 * KiB, 3);            /* direct; writes continue at 192K */
+    gate_close(0);
+    WR(192 * KiB, 4 * KiB, 4);             /* [0, 4K) in flight, held; [192K, 196K) staged */
+    gate_wait();
+    WR(256 * KiB, 128 * KiB, 5);           /* direct; writes continue at 384K */
+    ck_assert_int_eq(nwrites(), 2);
+
+    /* This one must wait for the held write before it can stage. */
+    struct bg w = { .write = 1, .off = 384 * KiB, .len = 4 * KiB, .seed = 6 };
+    bg_start(&w);
+    usleep(100000);                        /* let it get there */
+    /* The window [300K, 1M + 300K) overlaps nothing buffered: filled now. */
+    read_is_ref(300 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(300 * KiB, BUF);
+    gate_open();
+    pthread_join(w.th, NULL);
+    ck_assert_vmio_ok(w.r);
+
+    read_is_ref(384 * KiB, 4 * KiB);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+}
+END_TEST
+
+/* ---- read-ahead --------------------------------------------------------- */
+
+START_TEST(test_ra_sequential)
+{
+    for (uint64_t off = 0; off < BUF; off += 4 * KiB)
+        read_is_ref(off, 4 * KiB);
+    ck_assert_int_eq(nreads(), 1);
+    last_read_is(0, BUF);
+    ck_assert_uint_eq(st.ra_hits, 255);
+
+    read_is_ref(BUF, 4 * KiB);             /* the next window */
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(BUF, BUF);
+    read_is_ref(BUF + 4 * KiB, SMALL);     /* up to 64K: from the window */
+    ck_assert_int_eq(nreads(), 2);
+    ck_assert_uint_eq(st.ra_hits, 256);
+
+    /* Larger sequential reads go straight through. */
+    read_is_ref(2 * BUF, 128 * KiB);
+    read_is_ref(2 * BUF + 128 * KiB, 128 * KiB);
+    ck_assert_int_eq(nreads(), 4);
+    last_read_is(2 * BUF + 128 * KiB, 128 * KiB);
+    ck_assert_int_eq(nwrites(), 0);
+}
+END_TEST
+
+START_TEST(test_ra_random)
+{
+    read_is_ref(3 * MiB + 512, 4 * KiB);
+    last_read_is(3 * MiB + 512, 4 * KiB);
+    read_is_ref(MiB, 8 * KiB);
+    last_read_is(MiB, 8 * KiB);
+    read_is_ref(2 * MiB + 100, 512);
+    last_read_is(2 * MiB + 100, 512);
+    read_is_ref(7, 1);
+    last_read_is(7, 1);
+    ck_assert_int_eq(nreads(), 4);
+    ck_assert_uint_eq(st.ra_hits, 0);
+}
+END_TEST
+
+/* Writes into the window drop it: the next read sees the new bytes. */
+START_TEST(test_ra_invalidate)
+{
+    read_is_ref(0, 4 * KiB);               /* window [0, 1M) */
+    ck_assert_int_eq(nreads(), 1);
+
+    WR(256 * KiB, 128 * KiB, 2);           /* large: direct */
+    ck_assert_int_eq(nwrites(), 1);
+    read_is_ref(300 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);         /* not from the window */
+
+    read_is_ref(304 * KiB, 4 * KiB);       /* window [304K, 1M + 304K) */
+    ck_assert_int_eq(nreads(), 3);
+    last_read_is(304 * KiB, BUF);
+    WR(600 * KiB, 4 * KiB, 3);             /* small, not sequential: direct */
+    ck_assert_int_eq(nwrites(), 2);
+    read_is_ref(600 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 4);
+
+    read_is_ref(604 * KiB, 4 * KiB);       /* window [604K, 1M + 604K) */
+    ck_assert_int_eq(nreads(), 5);
+    WR(604 * KiB, 4 * KiB, 4);             /* small, sequential: staged */
+    ck_assert_int_eq(nwrites(), 2);
+    read_is_ref(604 * KiB, 4 * KiB);
+    ck_assert_int_eq(nwrites(), 3);
+    ck_assert_int_eq(nreads(), 6);
+    disk_is_ref();
+}
+END_TEST
+
+/* A direct write still on its way when a read-ahead fills the window
+ * drops that window when it completes. */
+START_TEST(test_ra_invalidate_after_write)
+{
+    gate_close(400 * KiB);
+    struct bg w = { .write = 1, .off = 400 * KiB, .len = 4 * KiB, .seed = 2 };
+    bg_start(&w);                          /* not sequential: direct, held */
+    gate_wait();
+    uint8_t b[4096];
+    ck_assert_vmio_ok(sread(b, 0, sizeof b));      /* window [0, 1M): old bytes */
+    last_read_is(0, BUF);
+    gate_open();
+    pthread_join(w.th, NULL);
+    ck_assert_vmio_ok(w.r);
+    read_is_ref(400 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+}
+END_TEST
+
+START_TEST(test_ra_eof)
+{
+    read_is_ref(3 * MiB, 4 * KiB);         /* direct */
+    read_is_ref(3 * MiB + 4 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(3 * MiB + 4 * KiB, SIZE - (3 * MiB + 4 * KiB));   /* clamped */
+    read_is_ref(SIZE - 1000, 1000);        /* the last bytes: from the window */
+    ck_assert_int_eq(nreads(), 2);
+
+    read_is_ref(SIZE - 5000, 100);
+    ck_assert_int_eq(nreads(), 2);
+
+    /* A window of a few KiB, up to the end. */
+    WR(SIZE - 10000, 100, 2);              /* not sequential: direct; drops the window */
+    read_is_ref(SIZE - 6000, 100);         /* not sequential: direct */
+    read_is_ref(SIZE - 5900, 2000);        /* window [SIZE - 5900, SIZE) */
+    ck_assert_int_eq(nreads(), 4);
+    last_read_is(SIZE - 5900, 5900);
+    read_is_ref(SIZE - 3900, 3900);
+    ck_assert_int_eq(nreads(), 4);
+
+    /* Past the end: straight to the disk, which refuses. */
+    uint8_t b[4096];
+    ck_assert_vmio_err_msg(sread(b, SIZE, sizeof b), EIO, "disk", "beyond end of file");
+    ck_assert_int_eq(nreads(), 5);
+    last_read_is(SIZE, sizeof b);
+}
+END_TEST
+
+/* resize_begin writes out what is buffered and forgets the window;
+ * resize_end sets the size that clamps later windows. */
+START_TEST(test_ra_resize)
+{
+    read_is_ref(0, 4 * KiB);               /* window [0, 1M) */
+    WR(2 * MiB - 128 * KiB, 128 * KiB, 2); /* direct; writes continue at 2M */
+    WR(2 * MiB, 4 * KiB, 3);               /* staged */
+    ck_assert_int_eq(nwrites(), 1);
+
+    ck_assert_vmio_ok(gfstream_resize_begin(&st));
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(1, 2 * MiB, 4 * KiB, 0);
+    disk_truncate(512 * KiB);
+    gfstream_resize_end(&st, 512 * KiB);
+    ck_assert_int_eq(nreads(), 1);
+    read_is_ref(4 * KiB, 4 * KiB);         /* sequential, not from the old window */
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(4 * KiB, 512 * KiB - 4 * KiB);
+    read_is_ref(512 * KiB - 4 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+
+    /* Grow: the window reaches into the new zeros. */
+    ck_assert_vmio_ok(gfstream_resize_begin(&st));
+    disk_truncate(2 * MiB);
+    gfstream_resize_end(&st, 2 * MiB);
+    read_is_ref(512 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 3);
+    last_read_is(512 * KiB, BUF);
+    ck_assert(test_is_zero(ref + 512 * KiB, BUF));
+    read_is_ref(BUF, 64 * KiB);
+    ck_assert_int_eq(nreads(), 3);
+    disk_is_ref();
+}
+END_TEST
+
+/* ---- deferred errors ---------------------------------------------------- */
+
+/* A background write fails: the next writes return its error (with its
+ * message), the next drain returns it once. */
+START_TEST(test_err_deferred)
+{
+    for (uint64_t off = 0; off < BUF; off += 4 * KiB)
+        WR(off, 4 * KiB, 2);
+    fail_writes(1);
+    WR(BUF, 4 * KiB, 3);                   /* acknowledged; [0, 1M) fails behind */
+    wait_idle();
+    ck_assert_int_eq(nwrites(), 0);
+
+    vmio_set_error("other", EINVAL, "unrelated");
+    ck_assert_vmio_err_msg(swrite(BUF + 4 * KiB, 4 * KiB, 4, 0), EIO, "disk",
+                           "injected write failure at 0");
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(swrite(BUF + 4 * KiB, 4 * KiB, 4, 0), EIO, "disk",
+                           "injected write failure at 0");
+    ck_assert_vmio_err_msg(swrite(3 * MiB, 128 * KiB, 4, 0), EIO, "disk",
+                           "injected write failure at 0");
+    ck_assert_int_eq(nwrites(), 0);
+
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(gfstream_drain(&st), EIO, "disk", "injected write failure at 0");
+    ck_assert_int_eq(nwrites(), 1);        /* what was staged still went out */
+    wlog_is(0, BUF, 4 * KiB, 0);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+
+    /* Cleared: writes work again. The failed megabyte is the old data. */
+    WR(BUF + 4 * KiB, 4 * KiB, 5);
+    ck_assert_int_eq(nwrites(), 1);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    ck_assert_int_eq(nwrites(), 2);
+    test_fill(ref, BUF, 0, 1);
+    disk_is_ref();
+}
+END_TEST
+
+/* resize_begin and destroy return a pending error too. */
+START_TEST(test_err_resize_destroy)
+{
+    WR(0, 4 * KiB, 2);
+    fail_writes(1);
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(gfstream_resize_begin(&st), EIO, "disk", "injected");
+    gfstream_resize_end(&st, SIZE);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+
+    WR(4 * KiB, 4 * KiB, 3);               /* sequence continues at 4K */
+    fail_writes(1);
+    vmio_clear_error();
+    int r = gfstream_destroy(&st);
+    st_open = 0;
+    ck_assert_vmio_err_msg(r, EIO, "disk", "injected write failure at 4096");
+    ck_assert_int_eq(nwrites(), 0);
+}
+END_TEST
+
+/* A write error a write already reported is still returned by destroy. */
+START_TEST(test_err_destroy_after_write)
+{
+    WR(0, 4 * KiB, 2);
+    fail_writes(1);
+    /* Large, over the buffer: the buffer first, which fails. */
+    ck_assert_vmio_err_msg(swrite(0, 128 * KiB, 3, 0), EIO, "disk", "injected write failure at 0");
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(swrite(2 * MiB, 4 * KiB, 4, 0), EIO, "disk", "injected");
+    ck_assert_int_eq(nwrites(), 0);
+    vmio_clear_error();
+    int r = gfstream_destroy(&st);
+    st_open = 0;
+    ck_assert_vmio_err_msg(r, EIO, "disk", "injected write failure at 0");
+}
+END_TEST
+
+/* A read that had to write out staged data whose write failed returns the
+ * error; the lost write is still reported by the next flush. */
+START_TEST(test_err_read_over_failed)
+{
+    WR(0, 4 * KiB, 2);
+    fail_writes(1);
+    uint8_t b[4096];
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(sread(b, 0, sizeof b), EIO, "disk", "injected write failure at 0");
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(gfstream_drain(&st), EIO, "disk", "injected write failure at 0");
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    ck_assert_int_eq(nwrites(), 0);
+}
+END_TEST
+
+/* A failed read-ahead falls back to reading what was asked; a failed
+ * direct read returns its error. */
+START_TEST(test_err_readahead)
+{
+    fail_reads(1, BUF);
+    read_is_ref(0, 4 * KiB);
+    ck_assert_int_eq(nreads(), 2);
+    last_read_is(0, 4 * KiB);
+    read_is_ref(4 * KiB, 4 * KiB);         /* no window: a new read-ahead */
+    ck_assert_int_eq(nreads(), 3);
+    last_read_is(4 * KiB, BUF);
+    read_is_ref(8 * KiB, 4 * KiB);
+    ck_assert_int_eq(nreads(), 3);
+
+    fail_reads(1, 0);
+    uint8_t b[4096];
+    vmio_clear_error();
+    ck_assert_vmio_err_msg(sread(b, 2 * MiB, sizeof b), EIO, "disk", "injected read failure");
+    ck_assert_int_eq(nreads(), 4);
+}
+END_TEST
+
+/* ---- FUA ---------------------------------------------------------------- */
+
+START_TEST(test_fua)
+{
+    WR(0, 4 * KiB, 2);
+    WR(4 * KiB, 4 * KiB, 3);
+    WR(8 * KiB, 4 * KiB, 4);
+    ck_assert_int_eq(nwrites(), 0);
+
+    /* Over staged data: that first, then the FUA write itself. */
+    ck_assert_vmio_ok(swrite(4 * KiB, 4 * KiB, 9, 1));
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(0, 0, 12 * KiB, 0);
+    wlog_is(1, 4 * KiB, 4 * KiB, VMIO_REQ_FUA);
+    disk_is_ref();
+
+    /* Elsewhere: straight through, the buffer stays; never staged even
+     * when sequential. */
+    WR(8 * KiB, 4 * KiB, 5);               /* sequential after the FUA write: staged */
+    ck_assert_int_eq(nwrites(), 2);
+    ck_assert_vmio_ok(swrite(512 * KiB, 4 * KiB, 6, 1));
+    ck_assert_vmio_ok(swrite(516 * KiB, 4 * KiB, 7, 1));
+    ck_assert_int_eq(nwrites(), 4);
+    wlog_is(2, 512 * KiB, 4 * KiB, VMIO_REQ_FUA);
+    wlog_is(3, 516 * KiB, 4 * KiB, VMIO_REQ_FUA);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    ck_assert_int_eq(nwrites(), 5);
+    wlog_is(4, 8 * KiB, 4 * KiB, 0);
+    ck_assert_int_eq(disk.fua_writes, 3);
+    disk_is_ref();
+}
+END_TEST
+
+/* Over data in flight: the FUA write waits for it. */
+START_TEST(test_fua_in_flight)
+{
+    for (uint64_t off = 0; off < BUF; off += 4 * KiB)
+        WR(off, 4 * KiB, 2);
+    gate_close(0);
+    WR(BUF, 4 * KiB, 3);
+    gate_wait();
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, gate_open_later, NULL), 0);
+    ck_assert_vmio_ok(swrite(512 * KiB, 4 * KiB, 4, 1));
+    pthread_join(th, NULL);
+    ck_assert_int_eq(nwrites(), 3);
+    wlog_is(0, 0, BUF, 0);
+    wlog_is(1, BUF, 4 * KiB, 0);
+    wlog_is(2, 512 * KiB, 4 * KiB, VMIO_REQ_FUA);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+}
+END_TEST
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define NTHREADS 4
+#define REGION (512 * KiB)
+#define NOPS 1500
+
+struct worker {
+    pthread_t th;
+    int id, ops, failures;
+    char msg[256];
+};
+
+static uint32_t rnd(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (uint32_t)((*s * 2685821657736338717ull) >> 32);
+}
+
+static int verify(struct worker *w, uint8_t *buf, uint64_t off, size_t len)
+{
+    int r = sread(buf, off, len);
+    if (r < 0) {
+        snprintf(w->msg, sizeof w->msg, "read %zu at %" PRIu64 ": %s", len, off, vmio_errmsg());
+        return -1;
+    }
+    long i = first_diff(buf, ref + off, len);
+    if (i >= 0) {
+        snprintf(w->msg, sizeof w->msg, "read %zu at %" PRIu64 ": stale byte at %" PRIu64, len,
+                 off, off + (uint64_t)i);
+        return -1;
+    }
+    return 0;
+}
+
+static int put(struct worker *w, uint64_t off, size_t len, uint32_t seed, int fua)
+{
+    int r = swrite(off, len, seed, fua);
+    if (r < 0) {
+        snprintf(w->msg, sizeof w->msg, "write %zu at %" PRIu64 ": %s", len, off,
+                 vmio_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+/* Each thread in its own region: runs of small sequential writes and
+ * reads, random ones up to 128K, a few FUA writes and drains; every read
+ * checks what this thread wrote there last. The regions are smaller than
+ * a read-ahead window, so that windows cover other threads' writes. */
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t rs = 0x9E3779B97F4A7C15ull * (uint64_t)(w->id + 1);
+    uint64_t base = (uint64_t)w->id * REGION;
+    uint32_t seed = (uint32_t)(w->id + 1) << 24;
+    uint8_t *buf = malloc(128 * KiB);
+    if (!buf) {
+        w->failures++;
+        return NULL;
+    }
+    while (w->ops < NOPS && !w->failures) {
+        uint32_t kind = rnd(&rs) % 100;
+        if (kind < 35 || (kind >= 60 && kind < 85)) {
+            /* a run of small sequential writes or reads */
+            size_t bs = 512u << (rnd(&rs) % 6);             /* 512 to 16K */
+            uint32_t n = 1 + rnd(&rs) % VMIO_MIN(64u, REGION / bs / 2);
+            uint64_t off = base + (rnd(&rs) % (REGION / bs - n)) * bs;
+            for (uint32_t i = 0; i < n && !w->failures; i++, off += bs, w->ops++)
+                if (kind < 35 ? put(w, off, bs, ++seed, 0) : verify(w, buf, off, bs))
+                    w->failures++;
+        } else if (kind < 55 || kind >= 85) {
+            /* a random write or read of up to 128K */
+            size_t len = 512 * (1 + rnd(&rs) % 256);
+            uint64_t off = base + 512 * (rnd(&rs) % ((REGION - len) / 512 + 1));
+            if (kind < 55 ? put(w, off, len, ++seed, 0) : verify(w, buf, off, len))
+                w->failures++;
+            w->ops++;
+        } else if (kind < 58) {
+            uint64_t off = base + 512 * (rnd(&rs) % (REGION / 512 - 8));
+            if (put(w, off, 4 * KiB, ++seed, 1))
+                w->failures++;
+            w->ops++;
+        } else {
+            int r = gfstream_drain(&st);
+            if (r < 0) {
+                snprintf(w->msg, sizeof w->msg, "drain: %s", vmio_errmsg());
+                w->failures++;
+            }
+            w->ops++;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    /* The whole array is the file. */
+    ck_assert_vmio_ok(gfstream_resize_begin(&st));
+    disk_truncate(CAP);
+    gfstream_resize_end(&st, CAP);
+    disk.delay = 50;
+    struct worker w[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        w[i] = (struct worker){ .id = i };
+        ck_assert_int_eq(pthread_create(&w[i].th, NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(w[i].th, NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        ck_assert_msg(w[i].failures == 0, "thread %d after %d ops: %s", i, w[i].ops, w[i].msg);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+    ck_assert_vmio_ok(gfstream_destroy(&st));
+    st_open = 0;
+    disk_is_ref();
+}
+END_TEST
+
+static Suite *gfarm_stream_suite(void)
+{
+    Suite *s = suite_create("gfarm-stream");
+    TCase *tc = tcase_create("write-behind");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_wb_sequential);
+    tcase_add_test(tc, test_wb_direct);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("read-your-writes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_ryw_staged);
+    tcase_add_test(tc, test_ryw_in_flight);
+    tcase_add_test(tc, test_ryw_window_beyond);
+    tcase_add_test(tc, test_ryw_stage_during_readahead);
+    tcase_add_test(tc, test_ryw_readahead_during_push);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("read-ahead");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_ra_sequential);
+    tcase_add_test(tc, test_ra_random);
+    tcase_add_test(tc, test_ra_invalidate);
+    tcase_add_test(tc, test_ra_invalidate_after_write);
+    tcase_add_test(tc, test_ra_eof);
+    tcase_add_test(tc, test_ra_resize);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("errors");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_err_deferred);
+    tcase_add_test(tc, test_err_resize_destroy);
+    tcase_add_test(tc, test_err_destroy_after_write);
+    tcase_add_test(tc, test_err_read_over_failed);
+    tcase_add_test(tc, test_err_readahead);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fua");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_fua);
+    tcase_add_test(tc, test_fua_in_flight);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("threads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_threads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run(gfarm_stream_suite());
+}
