@@ -437,7 +437,7 @@ static void storage_usage(FILE *fp)
 {
     fprintf(fp,
             "Usage: " PROG " storage [OPTIONS] URI\n"
-            "Measure I/O on one image: a path, file://, vmio://"
+            "Measure I/O on one image: a path, file://, vmio://, gfarm://"
 #ifdef VMIO_BENCH_HAVE_LIBNBD
             ", nbd:// or nbd+unix://"
 #endif
