@@ -14,10 +14,10 @@ cmp "$TMP/sparse.raw" "$TMP/s1.raw" || fail "sparse copy differs"
 cmp "$TMP/sparse.raw" "$TMP/s2.raw" || fail "file:// copy differs"
 ok "sparse image copied, holes kept"
 
-# Local to local goes through copy_file_range (one call per 64 MiB, not
-# one request per MiB); --no-offload copies through buffers; both exact.
+# --offload: local to local through copy_file_range (one call per 64 MiB,
+# not one request per MiB); --no-offload copies through buffers; both exact.
 make_dense "$TMP/d48.raw" 48
-"$VMIO_CP" -q --json "$TMP/d48.raw" "$TMP/o1.raw" > "$TMP/o1.json"
+"$VMIO_CP" -q --json --offload "$TMP/d48.raw" "$TMP/o1.raw" > "$TMP/o1.json"
 cmp "$TMP/d48.raw" "$TMP/o1.raw" || fail "offloaded copy differs"
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["requests"] <= 2 else 1)' \
     "$TMP/o1.json" || { cat "$TMP/o1.json"; fail "local copy was not offloaded"; }
@@ -25,7 +25,8 @@ python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["re
 cmp "$TMP/d48.raw" "$TMP/o2.raw" || fail "--no-offload copy differs"
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["requests"] >= 48 else 1)' \
     "$TMP/o2.json" || { cat "$TMP/o2.json"; fail "--no-offload did not copy through buffers"; }
-"$VMIO_CP" -q "$TMP/sparse.raw" "$TMP/o3.raw"
+"$VMIO_CP" -q --offload "$TMP/sparse.raw" "$TMP/o3.raw"
+cmp "$TMP/sparse.raw" "$TMP/o3.raw" || fail "offloaded sparse copy differs"
 [ "$(allocated "$TMP/o3.raw")" -le $(( 8 * 1048576 )) ] || fail "offloaded copy is not sparse"
 ok "copy_file_range offload and --no-offload both exact and sparse"
 
