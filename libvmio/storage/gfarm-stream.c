@@ -8,7 +8,8 @@
 
 #define API "gfarm"
 #define STREAM_BUF (1u << 20)      /* write-behind and read-ahead unit */
-#define STREAM_SMALL (64u << 10)   /* larger requests go straight through */
+#define STREAM_SMALL (64u << 10)   /* larger writes go straight through */
+#define STREAM_MAX_READ (4u << 20) /* larger reads go straight through */
 
 static int overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
@@ -21,16 +22,6 @@ static void copy_in(uint8_t *dst, const struct iovec *iov, int iovcnt, size_t to
         size_t k = VMIO_MIN(iov[i].iov_len, total);
         memcpy(dst, iov[i].iov_base, k);
         dst += k;
-        total -= k;
-    }
-}
-
-static void copy_out(const struct iovec *iov, int iovcnt, const uint8_t *src, size_t total)
-{
-    for (int i = 0; i < iovcnt && total > 0; i++) {
-        size_t k = VMIO_MIN(iov[i].iov_len, total);
-        memcpy(iov[i].iov_base, src, k);
-        src += k;
         total -= k;
     }
 }
@@ -124,11 +115,14 @@ int gfstream_init(struct gfstream *st, const struct gfstream_io *io, uint64_t si
     pthread_cond_init(&st->cond, NULL);
     st->wb[0] = malloc(STREAM_BUF);
     st->wb[1] = malloc(STREAM_BUF);
-    st->rb = malloc(STREAM_BUF);
-    if (!st->wb[0] || !st->wb[1] || !st->rb) {
+    int ok = st->wb[0] && st->wb[1];
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+        ok = ok && (st->win[i].buf = malloc(STREAM_BUF)) != NULL;
+    if (!ok) {
         free(st->wb[0]);
         free(st->wb[1]);
-        free(st->rb);
+        for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+            free(st->win[i].buf);
         pthread_mutex_destroy(&st->lock);
         pthread_cond_destroy(&st->cond);
         return vmio_set_error(API, ENOMEM, "out of memory for stream buffers");
@@ -147,12 +141,173 @@ int gfstream_destroy(struct gfstream *st)
     pthread_mutex_unlock(&st->lock);
     if (st->thr_started)
         pthread_join(st->thr, NULL);
+    for (int i = 0; i < st->ra_threads; i++)
+        pthread_join(st->ra_thr[i], NULL);
     free(st->wb[0]);
     free(st->wb[1]);
-    free(st->rb);
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+        free(st->win[i].buf);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->cond);
     return r;
+}
+
+/* ---- read-ahead windows ---- */
+
+static int buffered_overlap(const struct gfstream *st, uint64_t off, uint64_t len)
+{
+    return overlaps(off, len, st->woff, st->wlen) ||
+           (st->fl_busy && overlaps(off, len, st->fl_off, st->fl_len));
+}
+
+/* Forget the windows overlapping [off, off+len); one being fetched is
+ * marked stale and dropped when its fetch completes, and a reader waiting
+ * for it reads directly at once. Lock held. */
+static void invalidate(struct gfstream *st, uint64_t off, uint64_t len)
+{
+    int wake = 0;
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++) {
+        struct gfstream_win *w = &st->win[i];
+        if (w->state == GFSTREAM_WIN_EMPTY || !overlaps(off, len, w->off, w->len))
+            continue;
+        if (w->state == GFSTREAM_WIN_FETCHING) {
+            wake |= !w->stale;
+            w->stale = 1;
+        } else {
+            w->state = GFSTREAM_WIN_EMPTY;
+        }
+    }
+    if (wake)
+        pthread_cond_broadcast(&st->cond);
+}
+
+static void *fetcher(void *arg)
+{
+    struct gfstream *st = arg;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        while (!st->ra_nq && !st->quit)
+            pthread_cond_wait(&st->cond, &st->lock);
+        if (!st->ra_nq)
+            break;
+        struct gfstream_win *w = &st->win[st->ra_queue[--st->ra_nq]];
+        struct iovec v = { w->buf, w->len };
+        uint64_t off = w->off;
+        pthread_mutex_unlock(&st->lock);
+        int r = st->io.read(st->io.ctx, &v, 1, v.iov_len, off);
+        pthread_mutex_lock(&st->lock);
+        w->state = (r == 0 && !w->stale) ? GFSTREAM_WIN_READY : GFSTREAM_WIN_EMPTY;
+        w->stale = 0;
+        pthread_cond_broadcast(&st->cond);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* The usable window starting at woff, or -1. */
+static int find_win(const struct gfstream *st, uint64_t woff)
+{
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++) {
+        const struct gfstream_win *w = &st->win[i];
+        if (w->state != GFSTREAM_WIN_EMPTY && !w->stale && w->off == woff)
+            return i;
+    }
+    return -1;
+}
+
+/* Start fetching the window at woff in the background. A prefetch only
+ * takes an empty window or one behind the reader (at < cur); a demand
+ * fetch may take any window not being fetched. Returns its index or -1.
+ * Lock held. */
+static int start_fetch(struct gfstream *st, uint64_t woff, uint64_t cur, int demand)
+{
+    if (woff >= st->size)
+        return -1;
+    size_t len = (size_t)VMIO_MIN((uint64_t)STREAM_BUF, st->size - woff);
+    if (buffered_overlap(st, woff, len))
+        return -1;       /* never read around buffered writes */
+    int victim = -1;
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++) {
+        const struct gfstream_win *w = &st->win[i];
+        if (w->state == GFSTREAM_WIN_EMPTY) {
+            victim = i;
+            break;
+        }
+        if (w->state != GFSTREAM_WIN_READY || (!demand && w->off >= cur))
+            continue;
+        if (victim < 0 || w->used < st->win[victim].used)
+            victim = i;
+    }
+    if (victim < 0)
+        return -1;
+    if (st->ra_threads < GFSTREAM_WINDOWS &&
+        pthread_create(&st->ra_thr[st->ra_threads], NULL, fetcher, st) == 0)
+        st->ra_threads++;
+    if (st->ra_threads == 0)
+        return -1;
+    struct gfstream_win *w = &st->win[victim];
+    w->off = woff;
+    w->len = len;
+    w->state = GFSTREAM_WIN_FETCHING;
+    w->stale = 0;
+    w->used = ++st->tick;
+    st->ra_queue[st->ra_nq++] = victim;
+    pthread_cond_broadcast(&st->cond);
+    return victim;
+}
+
+static void copy_out_at(const struct iovec *iov, int iovcnt, size_t skip, const uint8_t *src,
+                        size_t n)
+{
+    for (int i = 0; i < iovcnt && n > 0; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
+        memcpy((uint8_t *)iov[i].iov_base + skip, src, k);
+        src += k;
+        n -= k;
+        skip = 0;
+    }
+}
+
+/* Serve [off, off+total) from windows, fetching the missing ones and
+ * prefetching those after it. 0 when served, 1 to read directly. */
+static int read_windows(struct gfstream *st, const struct iovec *iov, int iovcnt, size_t total,
+                        uint64_t off)
+{
+    size_t done = 0;
+    while (done < total) {
+        uint64_t pos = off + done;
+        uint64_t woff = pos - pos % STREAM_BUF;
+        int i = find_win(st, woff);
+        if (i < 0) {
+            size_t len = (size_t)VMIO_MIN((uint64_t)STREAM_BUF, st->size - woff);
+            if (buffered_overlap(st, woff, len) && (drain_locked(st) < 0 || st->werr))
+                return 1;
+            if ((i = start_fetch(st, woff, woff, 1)) < 0)
+                return 1;
+        }
+        for (int k = 1; k < GFSTREAM_WINDOWS; k++) {
+            uint64_t next = woff + (uint64_t)k * STREAM_BUF;
+            if (next >= st->size)
+                break;
+            if (find_win(st, next) < 0 && start_fetch(st, next, woff, 0) < 0)
+                break;
+        }
+        struct gfstream_win *w = &st->win[i];
+        while (w->state == GFSTREAM_WIN_FETCHING && !w->stale)
+            pthread_cond_wait(&st->cond, &st->lock);
+        if (w->state != GFSTREAM_WIN_READY || w->stale || w->off != woff ||
+            pos >= w->off + w->len)
+            return 1;      /* failed, invalidated or reused: read directly */
+        size_t n = (size_t)VMIO_MIN((uint64_t)(total - done), w->off + w->len - pos);
+        copy_out_at(iov, iovcnt, done, w->buf + (pos - w->off), n);
+        w->used = ++st->tick;
+        done += n;
+    }
+    return 0;
 }
 
 int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size_t total,
@@ -160,8 +315,7 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
 {
     pthread_mutex_lock(&st->lock);
     /* Buffered writes first, so that reads see them. */
-    if (overlaps(off, total, st->woff, st->wlen) ||
-        (st->fl_busy && overlaps(off, total, st->fl_off, st->fl_len))) {
+    if (buffered_overlap(st, off, total)) {
         int r = drain_locked(st);
         if (r == 0 && st->werr) {
             /* The data here may be stale: say so, and leave the error
@@ -174,37 +328,16 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
             return r;
         }
     }
-    if (st->rlen && off >= st->roff && off + total <= st->roff + st->rlen) {
-        copy_out(iov, iovcnt, st->rb + (off - st->roff), total);
+    uint64_t woff = off - off % STREAM_BUF;
+    int in_window = find_win(st, woff) >= 0;
+    int sequential = off == st->rend || in_window;
+    if (sequential && total <= STREAM_MAX_READ && off + total <= st->size &&
+        (total <= STREAM_SMALL || off == st->rend) &&
+        read_windows(st, iov, iovcnt, total, off) == 0) {
         st->rend = off + total;
         st->ra_hits++;
         pthread_mutex_unlock(&st->lock);
         return 0;
-    }
-    if (total <= STREAM_SMALL && off == st->rend && off < st->size) {
-        size_t len = (size_t)VMIO_MIN((uint64_t)STREAM_BUF, st->size - off);
-        if (len >= total && (overlaps(off, len, st->woff, st->wlen) ||
-                             (st->fl_busy && overlaps(off, len, st->fl_off, st->fl_len)))) {
-            /* The window must not read around buffered writes. Draining
-             * waits unlocked: if another thread staged one there
-             * meanwhile, read only what was asked this time. */
-            if (drain_locked(st) < 0 || st->werr || overlaps(off, len, st->woff, st->wlen))
-                len = 0;
-        }
-        if (len >= total) {
-            struct iovec v = { st->rb, len };
-            st->rlen = 0;
-            int r = st->io.read(st->io.ctx, &v, 1, len, off);
-            if (r == 0) {
-                st->roff = off;
-                st->rlen = len;
-                copy_out(iov, iovcnt, st->rb, total);
-                st->rend = off + total;
-                pthread_mutex_unlock(&st->lock);
-                return 0;
-            }
-            /* e.g. another client shrank the file: read only what was asked */
-        }
     }
     st->rend = off + total;
     pthread_mutex_unlock(&st->lock);
@@ -222,8 +355,7 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
         pthread_mutex_unlock(&st->lock);
         return r;
     }
-    if (overlaps(off, total, st->roff, st->rlen))
-        st->rlen = 0;
+    invalidate(st, off, total);
     int small = total <= STREAM_SMALL && !fua;
     if (small && st->wlen && off == st->woff + st->wlen && st->wlen + total <= STREAM_BUF) {
         copy_in(st->wb[st->cur] + st->wlen, iov, iovcnt, total);
@@ -241,8 +373,7 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
         }
         /* push() may have waited unlocked while a read-ahead filled a
          * window over this range. */
-        if (overlaps(off, total, st->roff, st->rlen))
-            st->rlen = 0;
+        invalidate(st, off, total);
         copy_in(st->wb[st->cur], iov, iovcnt, total);
         st->woff = off;
         st->wlen = total;
@@ -270,8 +401,7 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
     /* A read-ahead that ran while this write was on its way may hold the
      * old bytes. */
     pthread_mutex_lock(&st->lock);
-    if (overlaps(off, total, st->roff, st->rlen))
-        st->rlen = 0;
+    invalidate(st, off, total);
     pthread_mutex_unlock(&st->lock);
     return r;
 }
@@ -282,6 +412,9 @@ int gfstream_drain(struct gfstream *st)
     int r = drain_locked(st);
     if (r == 0)
         r = take_error(st);
+    /* A flush also forgets the read-ahead: writes of other clients are
+     * seen from here on. */
+    invalidate(st, 0, UINT64_MAX);
     pthread_mutex_unlock(&st->lock);
     return r;
 }
@@ -292,7 +425,7 @@ int gfstream_resize_begin(struct gfstream *st)
     int r = drain_locked(st);
     if (r == 0)
         r = take_error(st);
-    st->rlen = 0;
+    invalidate(st, 0, UINT64_MAX);
     pthread_mutex_unlock(&st->lock);
     return r;
 }
@@ -301,6 +434,6 @@ void gfstream_resize_end(struct gfstream *st, uint64_t size)
 {
     pthread_mutex_lock(&st->lock);
     st->size = size;
-    st->rlen = 0;
+    invalidate(st, 0, UINT64_MAX);
     pthread_mutex_unlock(&st->lock);
 }

@@ -4,6 +4,11 @@
  * gfarm2fs) does well, without its cost for random I/O: anything that is
  * not a small sequential access goes straight to gfsd, concurrently.
  *
+ * Read-ahead keeps up to GFSTREAM_WINDOWS windows of 1 MiB: a sequential
+ * read (one that starts where the previous one ended, up to 4 MiB long)
+ * is served from them, and the windows after it are fetched in the
+ * background, in parallel, while the reader consumes the current one.
+ *
  * Semantics (those of QEMU's cache=writeback): a write acknowledged from
  * the write-behind buffer is visible to every later read through this
  * handle at once, reaches gfsd in the background, and is durable after
@@ -22,6 +27,9 @@
 #include <sys/uio.h>
 
 #include "core/internal.h"
+
+#define GFSTREAM_WINDOWS 4
+enum { GFSTREAM_WIN_EMPTY, GFSTREAM_WIN_FETCHING, GFSTREAM_WIN_READY };
 
 /* What the stream layer calls below itself. */
 struct gfstream_io {
@@ -51,9 +59,19 @@ struct gfstream {
     int thr_started, quit;
 
     /* read-ahead */
-    uint8_t *rb;
-    uint64_t roff, rend, size;
-    size_t rlen;
+    struct gfstream_win {
+        uint8_t *buf;
+        uint64_t off;
+        size_t len;
+        int state;          /* GFSTREAM_WIN_* */
+        int stale;          /* invalidated while being fetched */
+        uint64_t used;      /* LRU stamp */
+    } win[GFSTREAM_WINDOWS];
+    int ra_queue[GFSTREAM_WINDOWS];
+    int ra_nq;
+    pthread_t ra_thr[GFSTREAM_WINDOWS];
+    int ra_threads;
+    uint64_t rend, size, tick;
 
     uint64_t staged, ra_hits;   /* counters (for tests and stats) */
 };

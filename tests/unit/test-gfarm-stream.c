@@ -1,14 +1,23 @@
 /* Read-ahead and write-behind of the gfarm:// backend (cache=stream,
  * libvmio/storage/gfarm-stream.c), on its own: the calls it makes below
- * itself go to an in-memory disk that counts and logs them, can fail them
- * and can hold one write in flight (a gate), so that every test asserts
- * the exact data and the exact I/O the layer did. Covered: write-behind
- * in 1 MiB units, read-your-writes (staged, in flight, and around a
- * read-ahead window, also when another thread stages meanwhile), the
- * read-ahead window and what invalidates it, end of file and truncation,
- * deferred write errors, FUA, and many threads on one stream. */
+ * itself go to an in-memory disk that counts and logs them, can fail them,
+ * can hold one write in flight (the write gate) and can hold one read that
+ * already copied its bytes (the read gate, which keeps a window fetch in
+ * flight with the old data), so that every test asserts the exact data and
+ * the exact I/O the layer did. The window fetches run on the layer's own
+ * threads: tests wait for them to finish (ra_idle) before counting reads,
+ * and compare the reads since a point as a set, since parallel fetches
+ * reach the disk in any order. Covered: write-behind in 1 MiB units,
+ * read-your-writes (staged, in flight, around a read-ahead window, a write
+ * staged while a window is fetched or while its fetch waits for a drain, a
+ * window fetched while a write waits to be staged), the aligned read-ahead
+ * windows (one fetch on demand, the next ones prefetched, large sequential
+ * reads, end of file) and what invalidates them (writes, also one landing
+ * while a window is fetched; truncation), failed fetches, deferred write
+ * errors, FUA, and many threads on one stream. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 
 #include <vmio/storage.h>
 
@@ -18,11 +27,12 @@
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
-#define BUF MiB                 /* the layer's write-behind and read-ahead unit */
-#define SMALL (64u * KiB)       /* larger requests go straight through */
+#define BUF MiB                 /* the layer's write-behind unit and window size */
+#define SMALL (64u * KiB)       /* larger writes (and non-sequential reads) go direct */
 #define SIZE (4 * MiB + 3000)   /* file size: the last window is short */
 #define CAP (8 * MiB)           /* the disk array; writes may grow the file */
 #define WLOG 64
+#define RLOG 64
 
 /* ---- the disk below the stream ----------------------------------------- */
 
@@ -32,6 +42,11 @@ struct wop {
     unsigned flags;
 };
 
+struct rop {
+    uint64_t off;
+    size_t len;
+};
+
 static struct disk {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -39,15 +54,16 @@ static struct disk {
     uint64_t size;
     useconds_t delay;         /* per call, outside the lock */
     int reads;                /* read calls, failed ones too */
-    uint64_t last_roff;
-    size_t last_rlen;
+    struct rop rlog[RLOG];    /* the first RLOG of them */
     int writes, fua_writes;   /* writes that landed */
     struct wop wlog[WLOG];    /* the first WLOG of them */
     int fail_writes;          /* fail the next n writes */
-    int fail_reads;           /* fail the next n reads of >= fail_read_min bytes */
-    size_t fail_read_min;
+    int fail_reads;           /* fail the next n reads at fail_read_off */
+    uint64_t fail_read_off;
     int gate_closed, gate_hits;   /* a write at gate_off waits while closed */
     uint64_t gate_off;
+    int rgate_closed, rgate_hits; /* the first read at rgate_off, once it */
+    uint64_t rgate_off;           /* has copied the data, waits while closed */
 } disk;
 
 static uint8_t *ref;           /* what the disk must hold once drained */
@@ -60,10 +76,10 @@ static int disk_read(void *ctx, const struct iovec *iov, int iovcnt, size_t tota
     if (d->delay)
         usleep(d->delay);
     pthread_mutex_lock(&d->lock);
+    if (d->reads < RLOG)
+        d->rlog[d->reads] = (struct rop){ off, total };
     d->reads++;
-    d->last_roff = off;
-    d->last_rlen = total;
-    if (d->fail_reads > 0 && total >= d->fail_read_min) {
+    if (d->fail_reads > 0 && off == d->fail_read_off) {
         d->fail_reads--;
         pthread_mutex_unlock(&d->lock);
         return vmio_set_error("disk", EIO, "injected read failure at %" PRIu64, off);
@@ -78,6 +94,12 @@ static int disk_read(void *ctx, const struct iovec *iov, int iovcnt, size_t tota
         memcpy(iov[i].iov_base, src, k);
         src += k;
         total -= k;
+    }
+    if (d->rgate_closed && off == d->rgate_off && d->rgate_hits == 0) {
+        d->rgate_hits++;
+        pthread_cond_broadcast(&d->cond);
+        while (d->rgate_closed)
+            pthread_cond_wait(&d->cond, &d->lock);
     }
     pthread_mutex_unlock(&d->lock);
     return 0;
@@ -130,6 +152,9 @@ static const struct gfstream_io disk_io = {
     .write = disk_write,
 };
 
+static void gate_open(void);
+static void rgate_open(void);
+
 static void setup(void)
 {
     memset(&disk, 0, sizeof disk);
@@ -147,6 +172,9 @@ static void setup(void)
 
 static void teardown(void)
 {
+    /* Let go of anything a failed test left held. */
+    gate_open();
+    rgate_open();
     if (st_open)
         gfstream_destroy(&st);
     st_open = 0;
@@ -172,15 +200,110 @@ static int nwrites(void)
     return n;
 }
 
-/* The last read call was len bytes at off. */
-static void last_read_is(uint64_t off, size_t len)
+/* ---- the read-ahead windows, seen from outside ---------------------------- */
+
+/* Until no window fetch is under way but the one held at the read gate
+ * (after rgate_wait), if any: after this, nothing reads the disk behind the
+ * test's back. Every fetch ends with a broadcast on the stream's condition
+ * variable, the held one only after the gate opened. (The stream's lock,
+ * then the disk's: the order in which the layer takes them, if at all.) */
+static void ra_idle(void)
 {
+    pthread_mutex_lock(&st.lock);
+    for (;;) {
+        int fetching = 0;
+        for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+            fetching += st.win[i].state == GFSTREAM_WIN_FETCHING;
+        pthread_mutex_lock(&disk.lock);
+        int held = disk.rgate_closed && disk.rgate_hits > 0;
+        pthread_mutex_unlock(&disk.lock);
+        if (fetching <= held)
+            break;
+        pthread_cond_wait(&st.cond, &st.lock);
+    }
+    pthread_mutex_unlock(&st.lock);
+}
+
+/* The state of the usable window at off (GFSTREAM_WIN_EMPTY: none). */
+static int win_state(uint64_t off)
+{
+    int s = GFSTREAM_WIN_EMPTY;
+    pthread_mutex_lock(&st.lock);
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+        if (st.win[i].state != GFSTREAM_WIN_EMPTY && !st.win[i].stale && st.win[i].off == off)
+            s = st.win[i].state;
+    pthread_mutex_unlock(&st.lock);
+    return s;
+}
+
+/* Until no window starts at off. Nothing signals a write dropping a
+ * window, so this polls (the condition, not the clock). */
+static void until_no_window(uint64_t off)
+{
+    while (win_state(off) != GFSTREAM_WIN_EMPTY)
+        sched_yield();
+}
+
+static uint64_t ra_hits(void)
+{
+    pthread_mutex_lock(&st.lock);
+    uint64_t n = st.ra_hits;
+    pthread_mutex_unlock(&st.lock);
+    return n;
+}
+
+#define R(off, len) { (uint64_t)(off), (size_t)(len) }
+#define WIN(k) R((uint64_t)(k) * BUF, BUF)   /* the whole window k */
+#define LAST R(4 * BUF, SIZE - 4 * BUF)      /* the last, short window of the file */
+
+static int fmt_reads(char *out, size_t n, const struct rop *r, int cnt)
+{
+    int w = 0;
+    out[0] = 0;
+    for (int i = 0; i < cnt && (size_t)w < n; i++)
+        w += snprintf(out + w, n - (size_t)w, " %zu@%" PRIu64, r[i].len, r[i].off);
+    return w;
+}
+
+/* Once the read-ahead is idle: the reads since read number from are
+ * exactly these, in any order. */
+static void reads_are(int from, const struct rop *exp, int n)
+{
+    ra_idle();
+    struct rop got[RLOG] = { { 0, 0 } };
     pthread_mutex_lock(&disk.lock);
-    uint64_t o = disk.last_roff;
-    size_t l = disk.last_rlen;
+    int total = disk.reads;
+    int cnt = 0;
+    for (int i = from; i < total && i < RLOG; i++)
+        got[cnt++] = disk.rlog[i];
     pthread_mutex_unlock(&disk.lock);
-    ck_assert_msg(o == off && l == len, "last read %zu at %" PRIu64 ", expected %zu at %" PRIu64,
-                  l, o, len, off);
+    ck_assert_int_le(total, RLOG);
+    char gs[1024], es[1024];
+    fmt_reads(gs, sizeof gs, got, cnt);
+    fmt_reads(es, sizeof es, exp, n);
+    int match = cnt == n;
+    int used[RLOG] = { 0 };
+    for (int j = 0; j < n && match; j++) {
+        int k = 0;
+        while (k < cnt && (used[k] || got[k].off != exp[j].off || got[k].len != exp[j].len))
+            k++;
+        if (k == cnt)
+            match = 0;
+        else
+            used[k] = 1;
+    }
+    ck_assert_msg(match, "reads since read %d:%s; expected:%s", from, gs, es);
+}
+
+#define READS(from, ...)                                                        \
+    reads_are((from), (const struct rop[]){ __VA_ARGS__ },                      \
+              (int)(sizeof((const struct rop[]){ __VA_ARGS__ }) / sizeof(struct rop)))
+
+/* Once the read-ahead is idle: n reads in all. */
+static void nreads_is(int n)
+{
+    ra_idle();
+    ck_assert_int_eq(nreads(), n);
 }
 
 /* Write number i (from 0) was len bytes at off with flags. */
@@ -202,11 +325,12 @@ static void fail_writes(int n)
     pthread_mutex_unlock(&disk.lock);
 }
 
-static void fail_reads(int n, size_t min)
+/* The next n reads at off fail. */
+static void fail_reads_at(uint64_t off, int n)
 {
     pthread_mutex_lock(&disk.lock);
     disk.fail_reads = n;
-    disk.fail_read_min = min;
+    disk.fail_read_off = off;
     pthread_mutex_unlock(&disk.lock);
 }
 
@@ -244,6 +368,32 @@ static void *gate_open_later(void *arg)
     return NULL;
 }
 
+static void rgate_close(uint64_t off)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.rgate_closed = 1;
+    disk.rgate_off = off;
+    disk.rgate_hits = 0;
+    pthread_mutex_unlock(&disk.lock);
+}
+
+static void rgate_open(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    disk.rgate_closed = 0;
+    pthread_cond_broadcast(&disk.cond);
+    pthread_mutex_unlock(&disk.lock);
+}
+
+/* Until a read is held at the read gate, with the bytes it read. */
+static void rgate_wait(void)
+{
+    pthread_mutex_lock(&disk.lock);
+    while (disk.rgate_hits == 0)
+        pthread_cond_wait(&disk.cond, &disk.lock);
+    pthread_mutex_unlock(&disk.lock);
+}
+
 /* Until the background write (if any) has completed. */
 static void wait_idle(void)
 {
@@ -263,6 +413,14 @@ static void disk_truncate(uint64_t size)
     }
     disk.size = size;
     pthread_mutex_unlock(&disk.lock);
+}
+
+/* A truncate through the stream. */
+static void resize(uint64_t size)
+{
+    ck_assert_vmio_ok(gfstream_resize_begin(&st));
+    disk_truncate(size);
+    gfstream_resize_end(&st, size);
 }
 
 static void disk_is_ref(void)
@@ -321,14 +479,15 @@ static void read_is_ref(uint64_t off, size_t len)
                   off + (uint64_t)i);
 }
 
-/* One stream call on another thread. */
+/* One stream call on another thread; a read allocates buf (the test
+ * frees it). */
 struct bg {
     pthread_t th;
     int write;
     uint64_t off;
     size_t len;
     uint32_t seed;
-    uint8_t buf[4096];
+    uint8_t *buf;
     int r;
 };
 
@@ -341,7 +500,10 @@ static void *bg_main(void *arg)
 
 static void bg_start(struct bg *b)
 {
-    ck_assert_uint_le(b->len, sizeof b->buf);
+    if (!b->write) {
+        b->buf = malloc(b->len);
+        ck_assert_ptr_nonnull(b->buf);
+    }
     ck_assert_int_eq(pthread_create(&b->th, NULL, bg_main, b), 0);
 }
 
@@ -426,8 +588,7 @@ START_TEST(test_ryw_staged)
     read_is_ref(2 * KiB, 16 * KiB);        /* staged bytes and older ones */
     ck_assert_int_eq(nwrites(), 1);
     wlog_is(0, 0, 8 * KiB, 0);
-    ck_assert_int_eq(nreads(), 1);
-    last_read_is(2 * KiB, 16 * KiB);
+    READS(0, R(2 * KiB, 16 * KiB));        /* not sequential: direct */
     disk_is_ref();
 }
 END_TEST
@@ -450,15 +611,14 @@ START_TEST(test_ryw_in_flight)
     ck_assert_int_eq(nwrites(), 2);
     wlog_is(0, 0, BUF, 0);
     wlog_is(1, BUF, 4 * KiB, 0);
-    ck_assert_int_eq(nreads(), 1);
-    last_read_is(512 * KiB, 4 * KiB);
+    READS(0, R(512 * KiB, 4 * KiB));
     disk_is_ref();
 }
 END_TEST
 
-/* A read-ahead window that would cover staged bytes beyond the requested
- * range writes them out first, so that later reads from the window return
- * them. */
+/* A window fetched on demand that would cover staged bytes beyond the
+ * requested range writes them out first, so that later reads from the
+ * window return them. */
 START_TEST(test_ryw_window_beyond)
 {
     const uint64_t x = BUF;
@@ -468,32 +628,32 @@ START_TEST(test_ryw_window_beyond)
     WR(x + 12 * KiB, 4 * KiB, 4);
     WR(x + 16 * KiB, 4 * KiB, 5);
     ck_assert_int_eq(nwrites(), 1);
-    ck_assert_int_eq(nreads(), 1);
+    READS(0, R(x - 4 * KiB, 4 * KiB));
 
-    read_is_ref(x, 4 * KiB);               /* the window [x, x + 1 MiB) */
+    read_is_ref(x, 4 * KiB);               /* window 1 on demand, 2 to 4 prefetched */
     ck_assert_int_eq(nwrites(), 2);
     wlog_is(1, x + 8 * KiB, 12 * KiB, 0);
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(x, BUF);
+    READS(1, WIN(1), WIN(2), WIN(3), LAST);
     for (uint64_t off = x + 4 * KiB; off < x + 20 * KiB; off += 4 * KiB)
         read_is_ref(off, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
-    ck_assert_uint_eq(st.ra_hits, 4);
+    nreads_is(5);
+    ck_assert_uint_eq(ra_hits(), 5);
     disk_is_ref();
 }
 END_TEST
 
-/* While a read-ahead waits for buffered writes to land, another thread
- * stages a write inside the coming window: the window must not be filled
- * without it, or a read after that write completed returns the old bytes. */
-START_TEST(test_ryw_stage_during_readahead)
+/* While a demand fetch waits for buffered writes in its window to land,
+ * another thread stages a write inside that window: the window must not
+ * be fetched without it (the reader reads directly), or a read after
+ * that write was acknowledged returns the old bytes. */
+START_TEST(test_ryw_stage_during_drain)
 {
     read_is_ref(4 * KiB, 4 * KiB);         /* direct; the read sequence is at 8K */
     WR(128 * KiB, 128 * KiB, 2);           /* direct; writes continue at 256K */
     WR(256 * KiB, 4 * KiB, 3);             /* staged */
     ck_assert_int_eq(nwrites(), 1);
 
-    /* The reader drains [256K, 260K) before filling [8K, 1M + 8K). */
+    /* The reader drains [256K, 260K) before fetching window 0. */
     gate_close(256 * KiB);
     struct bg r = { .off = 8 * KiB, .len = 4 * KiB };
     bg_start(&r);
@@ -503,40 +663,100 @@ START_TEST(test_ryw_stage_during_readahead)
     pthread_join(r.th, NULL);
     ck_assert_vmio_ok(r.r);
     ck_assert_int_eq(first_diff(r.buf, ref + 8 * KiB, 4 * KiB), -1);
+    free(r.buf);
+    READS(0, R(4 * KiB, 4 * KiB), R(8 * KiB, 4 * KiB));   /* no window */
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
 
-    read_is_ref(260 * KiB, 4 * KiB);
+    read_is_ref(260 * KiB, 4 * KiB);       /* writes it out, reads it directly */
+    ck_assert_int_eq(nwrites(), 3);
+    wlog_is(2, 260 * KiB, 4 * KiB, 0);
+    READS(2, R(260 * KiB, 4 * KiB));
     ck_assert_vmio_ok(gfstream_drain(&st));
     disk_is_ref();
 }
 END_TEST
 
+/* A write staged while a window over it is being fetched (the fetch has
+ * read the old bytes and not returned yet): the window is not served,
+ * neither to the reader waiting for it (which reads directly at once) nor
+ * later. */
+START_TEST(test_ryw_stage_during_fetch)
+{
+    WR(128 * KiB, 128 * KiB, 2);           /* direct; writes continue at 256K */
+    rgate_close(0);
+    struct bg r = { .off = 0, .len = 4 * KiB };
+    bg_start(&r);                          /* sequential: fetches window 0, held */
+    rgate_wait();
+    ra_idle();                             /* the prefetches of 1 to 3 are done */
+    WR(256 * KiB, 4 * KiB, 3);             /* staged, acknowledged */
+    ck_assert_int_eq(nwrites(), 1);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);   /* stale */
+    pthread_join(r.th, NULL);              /* the fetch is still held */
+    ck_assert_vmio_ok(r.r);
+    ck_assert_int_eq(first_diff(r.buf, ref, 4 * KiB), -1);
+    free(r.buf);
+    /* The reader fell back to reading directly; once the fetch returns,
+     * the window is gone. */
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3), R(0, 4 * KiB));
+    rgate_open();
+    ra_idle();
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
+    ck_assert_uint_eq(ra_hits(), 0);
+
+    read_is_ref(256 * KiB, 4 * KiB);       /* writes it out, reads it directly */
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(1, 256 * KiB, 4 * KiB, 0);
+    READS(5, R(256 * KiB, 4 * KiB));
+    /* The next sequential read fetches window 0 again, with the write. */
+    read_is_ref(260 * KiB, 4 * KiB);
+    READS(6, WIN(0));
+    read_is_ref(256 * KiB, 4 * KiB);       /* from the new window */
+    nreads_is(7);
+    ck_assert_uint_eq(ra_hits(), 2);
+    disk_is_ref();
+}
+END_TEST
+
 /* A sequential write that waits for the writer thread (to hand it the
- * previous buffer) while a read-ahead fills a window over its range must
- * not leave that window holding the old bytes. */
+ * previous buffer) while a read fetches a window over its range must not
+ * leave that window holding the old bytes once it is acknowledged. */
 START_TEST(test_ryw_readahead_during_push)
 {
-    read_is_ref(296 * KiB, 4 * KiB);       /* direct; the read sequence is at 300K */
-    WR(0, 4 * KiB, 2);                     /* staged [0, 4K) */
-    WR(64 * KiB, 128 * KiB, 3);            /* direct; writes continue at 192K */
-    gate_close(0);
-    WR(192 * KiB, 4 * KiB, 4);             /* [0, 4K) in flight, held; [192K, 196K) staged */
+    read_is_ref(0, 4 * KiB);               /* windows 0 to 3 */
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3));
+    WR(2 * MiB - 128 * KiB, 128 * KiB, 2); /* direct; writes continue at 2M */
+    WR(2 * MiB, 4 * KiB, 3);               /* staged */
+    WR(3 * MiB - 128 * KiB, 128 * KiB, 4); /* direct; writes continue at 3M */
+    gate_close(2 * MiB);
+    WR(3 * MiB, 4 * KiB, 5);               /* [2M, 2M + 4K) in flight, held; [3M, 3M + 4K) staged */
     gate_wait();
-    WR(256 * KiB, 128 * KiB, 5);           /* direct; writes continue at 384K */
-    ck_assert_int_eq(nwrites(), 2);
+    WR(256 * KiB, 128 * KiB, 6);           /* direct; writes continue at 384K */
+    ck_assert_int_eq(nwrites(), 3);
+    for (int k = 0; k < 4; k++)            /* every window was written into */
+        ck_assert_int_eq(win_state((uint64_t)k * BUF), GFSTREAM_WIN_EMPTY);
 
-    /* This one must wait for the held write before it can stage. */
-    struct bg w = { .write = 1, .off = 384 * KiB, .len = 4 * KiB, .seed = 6 };
+    /* Window 0 again, 1 prefetched; 2 is not (the write in flight). */
+    read_is_ref(4 * KiB, 4 * KiB);
+    READS(4, WIN(0), WIN(1));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_READY);
+
+    /* This one drops window 0, then waits for the held write before it
+     * can stage: once window 0 is gone, it waits. */
+    struct bg w = { .write = 1, .off = 384 * KiB, .len = 4 * KiB, .seed = 7 };
     bg_start(&w);
-    usleep(100000);                        /* let it get there */
-    /* The window [300K, 1M + 300K) overlaps nothing buffered: filled now. */
-    read_is_ref(300 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(300 * KiB, BUF);
+    until_no_window(0);
+    /* Window 0 overlaps nothing buffered: fetched now, with the old bytes
+     * at 384K. */
+    read_is_ref(8 * KiB, 4 * KiB);
+    READS(6, WIN(0));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_READY);
     gate_open();
     pthread_join(w.th, NULL);
     ck_assert_vmio_ok(w.r);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
 
-    read_is_ref(384 * KiB, 4 * KiB);
+    read_is_ref(384 * KiB, 4 * KiB);       /* writes it out, reads it directly */
+    READS(7, R(384 * KiB, 4 * KiB));
     ck_assert_vmio_ok(gfstream_drain(&st));
     disk_is_ref();
 }
@@ -544,77 +764,137 @@ END_TEST
 
 /* ---- read-ahead --------------------------------------------------------- */
 
+/* A sequential read fetches its 1 MiB-aligned window on demand and the
+ * next three in the background; reading on into the next window prefetches
+ * one more. Reads up to 64K inside a window are served from it. */
 START_TEST(test_ra_sequential)
 {
     for (uint64_t off = 0; off < BUF; off += 4 * KiB)
         read_is_ref(off, 4 * KiB);
-    ck_assert_int_eq(nreads(), 1);
-    last_read_is(0, BUF);
-    ck_assert_uint_eq(st.ra_hits, 255);
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3));
+    ck_assert_uint_eq(ra_hits(), 256);
 
-    read_is_ref(BUF, 4 * KiB);             /* the next window */
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(BUF, BUF);
-    read_is_ref(BUF + 4 * KiB, SMALL);     /* up to 64K: from the window */
-    ck_assert_int_eq(nreads(), 2);
-    ck_assert_uint_eq(st.ra_hits, 256);
-
-    /* Larger sequential reads go straight through. */
-    read_is_ref(2 * BUF, 128 * KiB);
-    read_is_ref(2 * BUF + 128 * KiB, 128 * KiB);
-    ck_assert_int_eq(nreads(), 4);
-    last_read_is(2 * BUF + 128 * KiB, 128 * KiB);
+    read_is_ref(BUF, 4 * KiB);             /* from window 1; 4 prefetched */
+    READS(4, LAST);
+    read_is_ref(BUF + 4 * KiB, SMALL);     /* sequential, up to 64K */
+    read_is_ref(3 * BUF + 100, SMALL);     /* not sequential, inside a window */
+    read_is_ref(2 * BUF - 4 * KiB, 8 * KiB);   /* across two windows */
+    read_is_ref(SIZE - 100, 100);          /* the end of the file */
+    nreads_is(5);
+    ck_assert_uint_eq(ra_hits(), 261);
     ck_assert_int_eq(nwrites(), 0);
+}
+END_TEST
+
+/* Sequential reads of up to 4 MiB are served from the windows, which the
+ * read-ahead keeps fetching ahead of the reader; larger ones go straight
+ * through, and so do larger-than-64K reads that are not sequential even
+ * inside a window. */
+START_TEST(test_ra_large)
+{
+    resize(CAP);                           /* windows 0 to 7 */
+    read_is_ref(0, 4 * MiB + 1);           /* sequential, but over 4 MiB: direct */
+    READS(0, R(0, 4 * MiB + 1));
+    read_is_ref(4 * MiB + 1, 4 * MiB - 1); /* windows 4 to 7 */
+    READS(1, WIN(4), WIN(5), WIN(6), WIN(7));
+    ck_assert_uint_eq(ra_hits(), 1);
+
+    resize(CAP);                           /* drops the windows */
+    read_is_ref(BUF - 4 * KiB, 4 * KiB);   /* direct; the sequence is at 1M */
+    READS(5, R(BUF - 4 * KiB, 4 * KiB));
+    /* Exactly 4 MiB: windows 1 to 4, and as the reader enters 2, 3 and 4,
+     * windows 5, 6 and 7 in place of those it left. */
+    read_is_ref(BUF, 4 * MiB);
+    READS(6, WIN(1), WIN(2), WIN(3), WIN(4), WIN(5), WIN(6), WIN(7));
+    ck_assert_uint_eq(ra_hits(), 2);
+    ck_assert_int_eq(win_state(BUF), GFSTREAM_WIN_EMPTY);
+    for (int k = 4; k < 8; k++)
+        ck_assert_int_eq(win_state((uint64_t)k * BUF), GFSTREAM_WIN_READY);
+
+    read_is_ref(5 * MiB + 4 * KiB, 128 * KiB);   /* not sequential, over 64K: direct */
+    READS(13, R(5 * MiB + 4 * KiB, 128 * KiB));
+    read_is_ref(6 * MiB, SMALL);           /* not sequential, 64K: window 6 */
+    read_is_ref(6 * MiB + SMALL, 2 * MiB - SMALL);   /* sequential: windows 6, 7 */
+    nreads_is(14);
+    ck_assert_uint_eq(ra_hits(), 4);
 }
 END_TEST
 
 START_TEST(test_ra_random)
 {
     read_is_ref(3 * MiB + 512, 4 * KiB);
-    last_read_is(3 * MiB + 512, 4 * KiB);
     read_is_ref(MiB, 8 * KiB);
-    last_read_is(MiB, 8 * KiB);
     read_is_ref(2 * MiB + 100, 512);
-    last_read_is(2 * MiB + 100, 512);
     read_is_ref(7, 1);
-    last_read_is(7, 1);
-    ck_assert_int_eq(nreads(), 4);
-    ck_assert_uint_eq(st.ra_hits, 0);
+    READS(0, R(3 * MiB + 512, 4 * KiB), R(MiB, 8 * KiB), R(2 * MiB + 100, 512), R(7, 1));
+    ck_assert_uint_eq(ra_hits(), 0);
 }
 END_TEST
 
-/* Writes into the window drop it: the next read sees the new bytes. */
+/* Writes into a window drop it (and only it): the next read sees the new
+ * bytes. */
 START_TEST(test_ra_invalidate)
 {
-    read_is_ref(0, 4 * KiB);               /* window [0, 1M) */
-    ck_assert_int_eq(nreads(), 1);
+    read_is_ref(0, 4 * KiB);               /* windows 0 to 3 */
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3));
 
     WR(256 * KiB, 128 * KiB, 2);           /* large: direct */
     ck_assert_int_eq(nwrites(), 1);
-    read_is_ref(300 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);         /* not from the window */
+    read_is_ref(300 * KiB, 4 * KiB);       /* not from the window, nor a new one */
+    READS(4, R(300 * KiB, 4 * KiB));
 
-    read_is_ref(304 * KiB, 4 * KiB);       /* window [304K, 1M + 304K) */
-    ck_assert_int_eq(nreads(), 3);
-    last_read_is(304 * KiB, BUF);
+    read_is_ref(304 * KiB, 4 * KiB);       /* sequential: window 0 again */
+    READS(5, WIN(0));
     WR(600 * KiB, 4 * KiB, 3);             /* small, not sequential: direct */
     ck_assert_int_eq(nwrites(), 2);
     read_is_ref(600 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 4);
+    READS(6, R(600 * KiB, 4 * KiB));
 
-    read_is_ref(604 * KiB, 4 * KiB);       /* window [604K, 1M + 604K) */
-    ck_assert_int_eq(nreads(), 5);
+    read_is_ref(604 * KiB, 4 * KiB);       /* window 0 again */
+    READS(7, WIN(0));
     WR(604 * KiB, 4 * KiB, 4);             /* small, sequential: staged */
     ck_assert_int_eq(nwrites(), 2);
-    read_is_ref(604 * KiB, 4 * KiB);
+    read_is_ref(604 * KiB, 4 * KiB);       /* writes it out, reads it directly */
     ck_assert_int_eq(nwrites(), 3);
-    ck_assert_int_eq(nreads(), 6);
+    READS(8, R(604 * KiB, 4 * KiB));
+
+    /* A write into window 2 leaves windows 0, 1 and 3 alone. */
+    read_is_ref(608 * KiB, 4 * KiB);       /* window 0 again */
+    READS(9, WIN(0));
+    WR(2 * MiB + 4 * KiB, 4 * KiB, 5);     /* direct */
+    ck_assert_int_eq(win_state(2 * MiB), GFSTREAM_WIN_EMPTY);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_READY);
+    ck_assert_int_eq(win_state(MiB), GFSTREAM_WIN_READY);
+    ck_assert_int_eq(win_state(3 * MiB), GFSTREAM_WIN_READY);
+    read_is_ref(2 * MiB + 4 * KiB, 4 * KiB);   /* not sequential: direct */
+    READS(10, R(2 * MiB + 4 * KiB, 4 * KiB));
+    read_is_ref(612 * KiB, 4 * KiB);       /* from window 0; 2 prefetched again */
+    READS(11, WIN(2));
+    read_is_ref(MiB + 8 * KiB, 4 * KiB);   /* from window 1; 4 prefetched for 0 */
+    READS(12, LAST);
+    read_is_ref(2 * MiB + 4 * KiB, 4 * KiB);   /* from window 2: the new bytes */
+    read_is_ref(3 * MiB + 8 * KiB, 4 * KiB);
+    nreads_is(13);
+    disk_is_ref();
+
+    /* A write appended to the staged buffer drops the window it enters. */
+    WR(BUF - 132 * KiB, 128 * KiB, 6);     /* direct; writes continue at 1M - 4K */
+    WR(BUF - 4 * KiB, 4 * KiB, 7);         /* staged */
+    ck_assert_int_eq(win_state(MiB), GFSTREAM_WIN_READY);
+    WR(BUF, 4 * KiB, 8);                   /* appended: window 1 goes */
+    ck_assert_int_eq(nwrites(), 5);
+    ck_assert_int_eq(win_state(MiB), GFSTREAM_WIN_EMPTY);
+    ck_assert_int_eq(win_state(2 * MiB), GFSTREAM_WIN_READY);
+    read_is_ref(BUF, 4 * KiB);             /* writes it out, reads it directly */
+    ck_assert_int_eq(nwrites(), 6);
+    wlog_is(5, BUF - 4 * KiB, 8 * KiB, 0);
+    READS(13, R(BUF, 4 * KiB));
     disk_is_ref();
 }
 END_TEST
 
-/* A direct write still on its way when a read-ahead fills the window
- * drops that window when it completes. */
+/* A direct write still on its way when a window is fetched over it drops
+ * that window when it completes. */
 START_TEST(test_ra_invalidate_after_write)
 {
     gate_close(400 * KiB);
@@ -622,50 +902,129 @@ START_TEST(test_ra_invalidate_after_write)
     bg_start(&w);                          /* not sequential: direct, held */
     gate_wait();
     uint8_t b[4096];
-    ck_assert_vmio_ok(sread(b, 0, sizeof b));      /* window [0, 1M): old bytes */
-    last_read_is(0, BUF);
+    ck_assert_vmio_ok(sread(b, 0, sizeof b));      /* window 0: old bytes */
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_READY);
     gate_open();
     pthread_join(w.th, NULL);
     ck_assert_vmio_ok(w.r);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
     read_is_ref(400 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
+    READS(4, R(400 * KiB, 4 * KiB));
 }
 END_TEST
 
+/* A write lands while a window over it is being fetched (the fetch has
+ * read the old bytes and not returned yet): the window is marked stale and
+ * not served: the reader waiting for it reads directly at once, without
+ * waiting for the stale fetch; a sequential reader meanwhile fetches a
+ * window of its own; the stale one is dropped when its fetch returns. */
+START_TEST(test_ra_invalidate_while_fetching)
+{
+    rgate_close(0);
+    struct bg r = { .off = 0, .len = 4 * KiB };
+    bg_start(&r);                          /* sequential: fetches window 0, held */
+    rgate_wait();
+    ra_idle();                             /* the prefetches of 1 to 3 are done */
+    WR(512 * KiB, 4 * KiB, 2);             /* not sequential: direct, landed */
+    ck_assert_int_eq(nwrites(), 1);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);   /* stale */
+    pthread_join(r.th, NULL);              /* the fetch is still held */
+    ck_assert_vmio_ok(r.r);
+    ck_assert_int_eq(first_diff(r.buf, ref, 4 * KiB), -1);
+    free(r.buf);
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3), R(0, 4 * KiB));
+    ck_assert_uint_eq(ra_hits(), 0);
+
+    read_is_ref(512 * KiB, 4 * KiB);       /* not from the stale window: direct */
+    READS(5, R(512 * KiB, 4 * KiB));
+    /* A sequential reader fetches a window 0 of its own (in place of the
+     * least recently used window, 1), with the new bytes. */
+    read_is_ref(516 * KiB, 4 * KiB);
+    READS(6, WIN(0));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_READY);
+    ck_assert_int_eq(win_state(MiB), GFSTREAM_WIN_EMPTY);
+    read_is_ref(512 * KiB, 4 * KiB);       /* from it */
+
+    rgate_open();
+    ra_idle();
+    pthread_mutex_lock(&st.lock);
+    int at0 = 0;
+    for (int i = 0; i < GFSTREAM_WINDOWS; i++)
+        at0 += st.win[i].state != GFSTREAM_WIN_EMPTY && st.win[i].off == 0;
+    pthread_mutex_unlock(&st.lock);
+    ck_assert_int_eq(at0, 1);              /* the stale window is gone */
+    /* Not sequential, inside window 0; window 1 is prefetched again into
+     * the slot the stale window left. */
+    read_is_ref(520 * KiB, 4 * KiB);
+    READS(7, WIN(1));
+    ck_assert_uint_eq(ra_hits(), 3);
+    disk_is_ref();
+}
+END_TEST
+
+/* A prefetch never reads around buffered writes: a window over staged
+ * data is not prefetched (nor any after it); the reader fetches it on
+ * demand once there, after writing that data out. */
+START_TEST(test_ra_prefetch_skips_staged)
+{
+    WR(BUF + 128 * KiB, 128 * KiB, 2);     /* direct; writes continue at 1M + 256K */
+    WR(BUF + 256 * KiB, 4 * KiB, 3);       /* staged, in window 1 */
+    ck_assert_int_eq(nwrites(), 1);
+
+    read_is_ref(0, 4 * KiB);               /* window 0 only */
+    READS(0, WIN(0));
+    read_is_ref(4 * KiB, BUF - 4 * KiB);   /* the rest of window 0 */
+    nreads_is(1);
+    ck_assert_int_eq(nwrites(), 1);        /* still staged */
+    ck_assert_int_eq(win_state(BUF), GFSTREAM_WIN_EMPTY);
+
+    read_is_ref(BUF, 4 * KiB);             /* window 1 on demand, after the drain */
+    ck_assert_int_eq(nwrites(), 2);
+    wlog_is(1, BUF + 256 * KiB, 4 * KiB, 0);
+    READS(1, WIN(1), WIN(2), WIN(3), LAST);
+    read_is_ref(BUF + 256 * KiB, 4 * KiB); /* from window 1: the staged bytes */
+    nreads_is(5);
+    ck_assert_uint_eq(ra_hits(), 4);
+    disk_is_ref();
+}
+END_TEST
+
+/* Windows end at the end of the file, and nothing is prefetched beyond. */
 START_TEST(test_ra_eof)
 {
     read_is_ref(3 * MiB, 4 * KiB);         /* direct */
-    read_is_ref(3 * MiB + 4 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(3 * MiB + 4 * KiB, SIZE - (3 * MiB + 4 * KiB));   /* clamped */
+    read_is_ref(3 * MiB + 4 * KiB, 4 * KiB);   /* window 3, and the short last one */
+    READS(0, R(3 * MiB, 4 * KiB), WIN(3), LAST);
     read_is_ref(SIZE - 1000, 1000);        /* the last bytes: from the window */
-    ck_assert_int_eq(nreads(), 2);
-
     read_is_ref(SIZE - 5000, 100);
-    ck_assert_int_eq(nreads(), 2);
+    read_is_ref(4 * MiB - 100, 200);       /* across the two */
+    nreads_is(3);
 
-    /* A window of a few KiB, up to the end. */
-    WR(SIZE - 10000, 100, 2);              /* not sequential: direct; drops the window */
+    WR(SIZE - 10000, 100, 2);              /* not sequential: direct; drops window 3 */
+    ck_assert_int_eq(win_state(3 * MiB), GFSTREAM_WIN_EMPTY);
+    ck_assert_int_eq(win_state(4 * MiB), GFSTREAM_WIN_READY);
     read_is_ref(SIZE - 6000, 100);         /* not sequential: direct */
-    read_is_ref(SIZE - 5900, 2000);        /* window [SIZE - 5900, SIZE) */
-    ck_assert_int_eq(nreads(), 4);
-    last_read_is(SIZE - 5900, 5900);
-    read_is_ref(SIZE - 3900, 3900);
-    ck_assert_int_eq(nreads(), 4);
+    read_is_ref(SIZE - 5900, 2000);        /* sequential: window 3 again */
+    READS(3, R(SIZE - 6000, 100), WIN(3));
+    read_is_ref(SIZE - 3900, 3900);        /* up to the end, from the windows */
+    nreads_is(5);
 
     /* Past the end: straight to the disk, which refuses. */
     uint8_t b[4096];
     ck_assert_vmio_err_msg(sread(b, SIZE, sizeof b), EIO, "disk", "beyond end of file");
-    ck_assert_int_eq(nreads(), 5);
-    last_read_is(SIZE, sizeof b);
+    ck_assert_vmio_err_msg(sread(b, SIZE - 100, sizeof b), EIO, "disk", "beyond end of file");
+    READS(5, R(SIZE, sizeof b), R(SIZE - 100, sizeof b));
+    ck_assert_uint_eq(ra_hits(), 6);
 }
 END_TEST
 
-/* resize_begin writes out what is buffered and forgets the window;
+/* resize_begin writes out what is buffered and drops the windows;
  * resize_end sets the size that clamps later windows. */
 START_TEST(test_ra_resize)
 {
-    read_is_ref(0, 4 * KiB);               /* window [0, 1M) */
+    read_is_ref(0, 4 * KiB);               /* windows 0 to 3 */
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3));
     WR(2 * MiB - 128 * KiB, 128 * KiB, 2); /* direct; writes continue at 2M */
     WR(2 * MiB, 4 * KiB, 3);               /* staged */
     ck_assert_int_eq(nwrites(), 1);
@@ -675,23 +1034,30 @@ START_TEST(test_ra_resize)
     wlog_is(1, 2 * MiB, 4 * KiB, 0);
     disk_truncate(512 * KiB);
     gfstream_resize_end(&st, 512 * KiB);
-    ck_assert_int_eq(nreads(), 1);
-    read_is_ref(4 * KiB, 4 * KiB);         /* sequential, not from the old window */
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(4 * KiB, 512 * KiB - 4 * KiB);
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(win_state((uint64_t)k * BUF), GFSTREAM_WIN_EMPTY);
+    read_is_ref(4 * KiB, 4 * KiB);         /* sequential: a new window 0, clamped */
+    READS(4, R(0, 512 * KiB));
     read_is_ref(512 * KiB - 4 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
+    nreads_is(5);
 
-    /* Grow: the window reaches into the new zeros. */
+    /* Grow. A window fetched while the truncate runs (between begin and
+     * end) is dropped by resize_end. */
     ck_assert_vmio_ok(gfstream_resize_begin(&st));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
+    read_is_ref(60 * KiB, 4 * KiB);        /* direct; the sequence is at 64K */
+    read_is_ref(64 * KiB, 4 * KiB);        /* window 0, of the old size */
+    READS(5, R(60 * KiB, 4 * KiB), R(0, 512 * KiB));
     disk_truncate(2 * MiB);
     gfstream_resize_end(&st, 2 * MiB);
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
+    /* Window 0 now reaches into the new zeros; window 1 is prefetched. */
+    read_is_ref(68 * KiB, 4 * KiB);
+    READS(7, WIN(0), WIN(1));
     read_is_ref(512 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 3);
-    last_read_is(512 * KiB, BUF);
-    ck_assert(test_is_zero(ref + 512 * KiB, BUF));
+    ck_assert(test_is_zero(ref + 512 * KiB, 3 * BUF / 2));
     read_is_ref(BUF, 64 * KiB);
-    ck_assert_int_eq(nreads(), 3);
+    nreads_is(9);
     disk_is_ref();
 }
 END_TEST
@@ -788,25 +1154,58 @@ START_TEST(test_err_read_over_failed)
 }
 END_TEST
 
-/* A failed read-ahead falls back to reading what was asked; a failed
- * direct read returns its error. */
+/* A failed window fetch falls back to reading what was asked directly,
+ * and leaves no window: the next sequential read fetches it again. A
+ * failed prefetch leaves no window either and is tried again when due. A
+ * failed direct read returns its error. */
 START_TEST(test_err_readahead)
 {
-    fail_reads(1, BUF);
+    fail_reads_at(0, 1);
     read_is_ref(0, 4 * KiB);
-    ck_assert_int_eq(nreads(), 2);
-    last_read_is(0, 4 * KiB);
-    read_is_ref(4 * KiB, 4 * KiB);         /* no window: a new read-ahead */
-    ck_assert_int_eq(nreads(), 3);
-    last_read_is(4 * KiB, BUF);
+    READS(0, WIN(0), WIN(1), WIN(2), WIN(3), R(0, 4 * KiB));
+    ck_assert_int_eq(win_state(0), GFSTREAM_WIN_EMPTY);
+    ck_assert_uint_eq(ra_hits(), 0);
+    read_is_ref(4 * KiB, 4 * KiB);         /* window 0 again */
+    READS(5, WIN(0));
     read_is_ref(8 * KiB, 4 * KiB);
-    ck_assert_int_eq(nreads(), 3);
+    nreads_is(6);
 
-    fail_reads(1, 0);
+    fail_reads_at(4 * MiB, 1);
+    read_is_ref(MiB, 4 * KiB);             /* from window 1; 4 prefetched, fails */
+    READS(6, LAST);
+    ck_assert_int_eq(win_state(4 * MiB), GFSTREAM_WIN_EMPTY);
+    read_is_ref(MiB + 4 * KiB, 4 * KiB);   /* from window 1; 4 prefetched again */
+    READS(7, LAST);
+    read_is_ref(4 * MiB, SIZE - 4 * MiB);  /* from window 4 */
+    nreads_is(8);
+    ck_assert_uint_eq(ra_hits(), 5);
+
+    /* A large read that reaches a window whose fetches fail, after it
+     * copied the one before: all of it directly. The fetch of window 1 is
+     * held until the prefetch of 2 has failed, so that the reader fetches
+     * 2 again on demand, which fails too. */
+    resize(SIZE);
+    read_is_ref(BUF - 4 * KiB, 4 * KiB);   /* direct; the sequence is at 1M */
+    fail_reads_at(2 * MiB, 2);
+    rgate_close(BUF);
+    struct bg r = { .off = BUF, .len = 2 * MiB };
+    bg_start(&r);
+    rgate_wait();
+    ra_idle();
+    ck_assert_int_eq(win_state(2 * MiB), GFSTREAM_WIN_EMPTY);
+    rgate_open();
+    pthread_join(r.th, NULL);
+    ck_assert_vmio_ok(r.r);
+    ck_assert_int_eq(first_diff(r.buf, ref + BUF, 2 * MiB), -1);
+    free(r.buf);
+    READS(8, R(BUF - 4 * KiB, 4 * KiB), WIN(1), WIN(2), WIN(3), LAST, WIN(2), R(BUF, 2 * MiB));
+    ck_assert_uint_eq(ra_hits(), 5);
+
+    fail_reads_at(128 * KiB, 1);
     uint8_t b[4096];
     vmio_clear_error();
-    ck_assert_vmio_err_msg(sread(b, 2 * MiB, sizeof b), EIO, "disk", "injected read failure");
-    ck_assert_int_eq(nreads(), 4);
+    ck_assert_vmio_err_msg(sread(b, 128 * KiB, sizeof b), EIO, "disk", "injected read failure");
+    READS(15, R(128 * KiB, 4 * KiB));
 }
 END_TEST
 
@@ -999,21 +1398,26 @@ static Suite *gfarm_stream_suite(void)
     tcase_add_test(tc, test_ryw_staged);
     tcase_add_test(tc, test_ryw_in_flight);
     tcase_add_test(tc, test_ryw_window_beyond);
-    tcase_add_test(tc, test_ryw_stage_during_readahead);
+    tcase_add_test(tc, test_ryw_stage_during_drain);
+    tcase_add_test(tc, test_ryw_stage_during_fetch);
     tcase_add_test(tc, test_ryw_readahead_during_push);
     suite_add_tcase(s, tc);
     tc = tcase_create("read-ahead");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_ra_sequential);
+    tcase_add_test(tc, test_ra_large);
     tcase_add_test(tc, test_ra_random);
     tcase_add_test(tc, test_ra_invalidate);
     tcase_add_test(tc, test_ra_invalidate_after_write);
+    tcase_add_test(tc, test_ra_invalidate_while_fetching);
+    tcase_add_test(tc, test_ra_prefetch_skips_staged);
     tcase_add_test(tc, test_ra_eof);
     tcase_add_test(tc, test_ra_resize);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_err_deferred);
     tcase_add_test(tc, test_err_resize_destroy);
     tcase_add_test(tc, test_err_destroy_after_write);
