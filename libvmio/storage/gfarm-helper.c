@@ -43,10 +43,9 @@ int main(int argc, char **argv)
 
     int sock = GFH_SOCK_FD;
     struct stat st;
-    if (fstat(sock, &st) < 0 || !S_ISSOCK(st.st_mode) || fstat(GFH_WINDOW_FD, &st) < 0) {
-        fprintf(stderr, "vmio-gfarm-helper: started by libvmio only\n");
+    /* Started by hand (no socket, no window): nothing to serve. */
+    if (fstat(sock, &st) < 0 || !S_ISSOCK(st.st_mode) || fstat(GFH_WINDOW_FD, &st) < 0)
         return 2;
-    }
 
     static uint8_t buf[GFH_REQ_HEAD + 2 * GFH_MAX_PATH + 2];
     uint8_t *window = NULL;

@@ -421,13 +421,7 @@ int gfstream_drain(struct gfstream *st)
 
 int gfstream_resize_begin(struct gfstream *st)
 {
-    pthread_mutex_lock(&st->lock);
-    int r = drain_locked(st);
-    if (r == 0)
-        r = take_error(st);
-    invalidate(st, 0, UINT64_MAX);
-    pthread_mutex_unlock(&st->lock);
-    return r;
+    return gfstream_drain(st);      /* also drops every window */
 }
 
 void gfstream_resize_end(struct gfstream *st, uint64_t size)
