@@ -266,7 +266,7 @@ if ! qimg --help | grep -q 'Supported formats:.* vmio-gfarm'; then
     echo "gfarm: this libvmio has no gfarm:// backend, gfarm:// part skipped"
 elif [ -n "${VMIO_TEST_GFARM_BASE:-}" ]; then
     . "$(dirname "$0")/gfarm-env.sh"
-    gfarm_up --one
+    gfarm_up        # two gfsd: the instance may be shared with the gfarm-* tests
     GDIR=$GF_DIR
 elif [ -n "${GFARM_CONFIG_FILE:-}" ]; then
     if ! command -v gfmkdir >/dev/null || ! command -v gfrm >/dev/null; then
