@@ -59,6 +59,12 @@ uint64_t vmio_now_ns(void);
 int vmio_read_full(int fd, void *buf, size_t len);
 int vmio_write_full(int fd, const void *buf, size_t len);
 
+/* Copy n bytes between a flat buffer and an iovec array, starting skip
+ * bytes into the iovecs. */
+struct iovec;
+void vmio_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, size_t skip, size_t n);
+void vmio_buf_to_iov(const struct iovec *iov, int iovcnt, size_t skip, const void *src, size_t n);
+
 /* Read a shared-secret file: rejects empty files and files others can read.
  * Trailing newlines are stripped. *out is malloc'd. */
 int vmio_read_secret_file(const char *api, const char *path, uint8_t **out, size_t *len);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,4 +102,36 @@ int vmio_read_secret_file(const char *api, const char *path, uint8_t **out, size
     *out = buf;
     *len = got;
     return 0;
+}
+
+void vmio_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, size_t skip, size_t n)
+{
+    uint8_t *d = dst;
+    for (int i = 0; i < iovcnt && n > 0; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
+        memcpy(d, (const uint8_t *)iov[i].iov_base + skip, k);
+        d += k;
+        n -= k;
+        skip = 0;
+    }
+}
+
+void vmio_buf_to_iov(const struct iovec *iov, int iovcnt, size_t skip, const void *src, size_t n)
+{
+    const uint8_t *s = src;
+    for (int i = 0; i < iovcnt && n > 0; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
+        memcpy((uint8_t *)iov[i].iov_base + skip, s, k);
+        s += k;
+        n -= k;
+        skip = 0;
+    }
 }

@@ -16,16 +16,6 @@ static int overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
     return alen && blen && a < b + blen && b < a + alen;
 }
 
-static void copy_in(uint8_t *dst, const struct iovec *iov, int iovcnt, size_t total)
-{
-    for (int i = 0; i < iovcnt && total > 0; i++) {
-        size_t k = VMIO_MIN(iov[i].iov_len, total);
-        memcpy(dst, iov[i].iov_base, k);
-        dst += k;
-        total -= k;
-    }
-}
-
 static void *writer(void *arg)
 {
     struct gfstream *st = arg;
@@ -256,20 +246,19 @@ static int start_fetch(struct gfstream *st, uint64_t woff, uint64_t cur, int dem
     return victim;
 }
 
-static void copy_out_at(const struct iovec *iov, int iovcnt, size_t skip, const uint8_t *src,
-                        size_t n)
+/* Write out buffered data overlapping [off, off+len) before a request
+ * that must see or order after it. A deferred write error is returned
+ * (message restored) but left for the next flush. Lock held. */
+static int drain_overlap(struct gfstream *st, uint64_t off, uint64_t len)
 {
-    for (int i = 0; i < iovcnt && n > 0; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
-        memcpy((uint8_t *)iov[i].iov_base + skip, src, k);
-        src += k;
-        n -= k;
-        skip = 0;
+    if (!buffered_overlap(st, off, len))
+        return 0;
+    int r = drain_locked(st);
+    if (r == 0 && st->werr) {
+        r = st->werr;
+        vmio_error_restore(&st->wmsg);
     }
+    return r;
 }
 
 /* Serve [off, off+total) from windows, fetching the missing ones and
@@ -303,7 +292,7 @@ static int read_windows(struct gfstream *st, const struct iovec *iov, int iovcnt
             pos >= w->off + w->len)
             return 1;      /* failed, invalidated or reused: read directly */
         size_t n = (size_t)VMIO_MIN((uint64_t)(total - done), w->off + w->len - pos);
-        copy_out_at(iov, iovcnt, done, w->buf + (pos - w->off), n);
+        vmio_buf_to_iov(iov, iovcnt, done, w->buf + (pos - w->off), n);
         w->used = ++st->tick;
         done += n;
     }
@@ -314,19 +303,12 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
                   uint64_t off)
 {
     pthread_mutex_lock(&st->lock);
-    /* Buffered writes first, so that reads see them. */
-    if (buffered_overlap(st, off, total)) {
-        int r = drain_locked(st);
-        if (r == 0 && st->werr) {
-            /* The data here may be stale: say so, and leave the error
-             * for the next flush (a read does not clear it). */
-            r = st->werr;
-            vmio_error_restore(&st->wmsg);
-        }
-        if (r < 0) {
-            pthread_mutex_unlock(&st->lock);
-            return r;
-        }
+    /* Buffered writes first, so that reads see them; if one of them
+     * failed, the data here may be stale: say so. */
+    int r = drain_overlap(st, off, total);
+    if (r < 0) {
+        pthread_mutex_unlock(&st->lock);
+        return r;
     }
     uint64_t woff = off - off % STREAM_BUF;
     int in_window = find_win(st, woff) >= 0;
@@ -358,7 +340,7 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
     invalidate(st, off, total);
     int small = total <= STREAM_SMALL && !fua;
     if (small && st->wlen && off == st->woff + st->wlen && st->wlen + total <= STREAM_BUF) {
-        copy_in(st->wb[st->cur] + st->wlen, iov, iovcnt, total);
+        vmio_iov_to_buf(st->wb[st->cur] + st->wlen, iov, iovcnt, 0, total);
         st->wlen += total;
         st->wend = off + total;
         st->staged++;
@@ -374,7 +356,7 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
         /* push() may have waited unlocked while a read-ahead filled a
          * window over this range. */
         invalidate(st, off, total);
-        copy_in(st->wb[st->cur], iov, iovcnt, total);
+        vmio_iov_to_buf(st->wb[st->cur], iov, iovcnt, 0, total);
         st->woff = off;
         st->wlen = total;
         st->wend = off + total;
@@ -383,17 +365,10 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
         return 0;
     }
     /* Straight through, after any buffered write it overlaps. */
-    if (overlaps(off, total, st->woff, st->wlen) ||
-        (st->fl_busy && overlaps(off, total, st->fl_off, st->fl_len))) {
-        int r = drain_locked(st);
-        if (r == 0 && st->werr) {
-            r = st->werr;
-            vmio_error_restore(&st->wmsg);
-        }
-        if (r < 0) {
-            pthread_mutex_unlock(&st->lock);
-            return r;
-        }
+    int dr = drain_overlap(st, off, total);
+    if (dr < 0) {
+        pthread_mutex_unlock(&st->lock);
+        return dr;
     }
     st->wend = off + total;
     pthread_mutex_unlock(&st->lock);

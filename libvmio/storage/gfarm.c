@@ -305,37 +305,6 @@ static void helper_put(struct gf_state *s, int i)
 
 /* ---- iovec <-> window ------------------------------------------------ */
 
-static void iov_to_buf(uint8_t *dst, const struct iovec *iov, int iovcnt, size_t skip, size_t n)
-{
-    for (int i = 0; i < iovcnt && n > 0; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
-        memcpy(dst, (const uint8_t *)iov[i].iov_base + skip, k);
-        dst += k;
-        n -= k;
-        skip = 0;
-    }
-}
-
-static void buf_to_iov(const struct iovec *iov, int iovcnt, size_t skip, const uint8_t *src,
-                       size_t n)
-{
-    for (int i = 0; i < iovcnt && n > 0; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        size_t k = VMIO_MIN(iov[i].iov_len - skip, n);
-        memcpy((uint8_t *)iov[i].iov_base + skip, src, k);
-        src += k;
-        n -= k;
-        skip = 0;
-    }
-}
-
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
     size_t t = 0;
@@ -603,14 +572,14 @@ static int chunk_io(struct gf_state *s, int i, int write, const struct iovec *io
         if (zero)
             memset(h->win, 0, len);
         else
-            iov_to_buf(h->win, iov, iovcnt, skip, len);
+            vmio_iov_to_buf(h->win, iov, iovcnt, skip, len);
     }
     struct gfh_req q = { .op = write ? GFH_WRITE : GFH_READ, .arg0 = off, .arg1 = len };
     int r = helper_call(h, &q, NULL);
     if (r == 0 && write)
         h->dirty = 1;
     if (r == 0 && !write)
-        buf_to_iov(iov, iovcnt, skip, h->win, len);
+        vmio_buf_to_iov(iov, iovcnt, skip, h->win, len);
     return r;
 }
 
