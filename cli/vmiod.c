@@ -63,6 +63,9 @@ static void usage(FILE *out)
             "  -s, --secret-file FILE    shared secret clients must prove (mode 0600)\n"
             "  -f, --foreground          do not daemonize; log to stderr\n"
             "  -w, --workers N           request threads per connection (default 8)\n"
+            "      --rdma auto|on|off    also accept RDMA connections on each listen\n"
+            "                            address and port (auto: where an RDMA device\n"
+            "                            serves it; on: fail otherwise; default auto)\n"
             "      --port-file FILE      write the bound port there once listening\n"
             "      --pid-file FILE       write the server's process id there\n"
             "  -v, --verbose             debug logging\n"
@@ -188,6 +191,7 @@ int main(int argc, char **argv)
         { "secret-file", required_argument, NULL, 's' },
         { "foreground", no_argument, NULL, 'f' },
         { "workers", required_argument, NULL, 'w' },
+        { "rdma", required_argument, NULL, 'R' },
         { "port-file", required_argument, NULL, 'P' },
         { "pid-file", required_argument, NULL, 'p' },
         { "verbose", no_argument, NULL, 'v' },
@@ -201,6 +205,7 @@ int main(int argc, char **argv)
     const char *secret_file = NULL, *port_file = NULL, *pid_file = NULL;
     int foreground = 0, verbose = 0;
     unsigned workers = 0;
+    const char *rdma = "auto";
     int c;
 
     while ((c = getopt_long(argc, argv, "l:e:s:fw:vhV", opts, NULL)) != -1) {
@@ -230,6 +235,11 @@ int main(int argc, char **argv)
             workers = (unsigned)v;
             break;
         }
+        case 'R':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
+                die_usage("bad --rdma '%s' (expected auto, on or off)", optarg);
+            rdma = optarg;
+            break;
         case 'P':
             port_file = optarg;
             break;
@@ -284,8 +294,19 @@ int main(int argc, char **argv)
             vmio_server_free(srv);
             return 1;
         }
+        int port = vmio_server_port(srv);
         if (i == 0)
-            first_port = vmio_server_port(srv);
+            first_port = port;
+        if (strcmp(rdma, "off") != 0 &&
+            vmio_server_listen_rdma(srv, listens[i].host, (uint16_t)port) < 0) {
+            if (strcmp(rdma, "on") == 0) {
+                fprintf(stderr, "vmiod: %s\n", vmio_errmsg());
+                vmio_server_free(srv);
+                return 1;
+            }
+            if (verbose)
+                fprintf(stderr, "vmiod: RDMA not used: %s\n", vmio_errmsg());
+        }
     }
 
     /* Daemonize: the parent waits for the child to be serving (and to have

@@ -41,6 +41,12 @@ VMIO_API int vmio_server_add_export(vmio_server *server, const char *name,
  * for an ephemeral port). May be called more than once. */
 VMIO_API int vmio_server_listen(vmio_server *server, const char *host,
                                 uint16_t port);
+/* Also accept RDMA connections (librdmacm; InfiniBand, RoCE, soft-RoCE)
+ * on host:port, where host is an address of an RDMA device (NULL = every
+ * device). Data then moves by one-sided RDMA into and out of the clients'
+ * registered buffers. -ENOTSUP when the library has no RDMA transport,
+ * -ENODEV when no RDMA device serves the address. Since 0.2. */
+VMIO_API int vmio_server_listen_rdma(vmio_server *server, const char *host, uint16_t port);
 /* The port bound by the last vmio_server_listen() (useful with port 0). */
 VMIO_API int vmio_server_port(vmio_server *server);
 

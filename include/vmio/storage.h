@@ -159,8 +159,25 @@ struct vmio_file_stats {
     uint64_t bytes_read, bytes_written;
     uint64_t reconnects;      /* vmio://: connections re-established */
     uint64_t retried;         /* vmio://: requests resent after reconnect */
+    /* Since 0.2 (vmio://): how READ/WRITE data moved */
+    uint64_t rdma_bytes;      /* one-sided RDMA into/out of registered memory */
+    uint64_t bounce_bytes;    /* one-sided RDMA through a bounce buffer */
+    uint64_t inline_bytes;    /* in the message stream (TCP, small I/O) */
+    char transport[160];      /* "rdma", "tcp", "tcp (RDMA failed: ...)" */
 };
 VMIO_API int vmio_get_stats(vmio_file *file, struct vmio_file_stats *stats);
+
+/* Tell the library that I/O buffers will come from [addr, addr+len) (a
+ * VMM's guest RAM, a benchmark's buffers). Over RDMA the region is
+ * registered with the device once, and the server then moves the data of
+ * every request whose buffer lies inside it straight to or from this
+ * memory (zero-copy); other buffers go through a bounce buffer. The
+ * registration is kept across reconnects. -ENOTSUP: the backend needs no
+ * registration (file://); -ENOMEM/-EPERM with a message naming
+ * RLIMIT_MEMLOCK when the locked-memory limit is too small. Since 0.2. */
+VMIO_API int vmio_register_memory(vmio_file *file, void *addr, size_t len);
+/* Drop a registration made at addr; no I/O may use it any more. */
+VMIO_API int vmio_unregister_memory(vmio_file *file, void *addr);
 
 #ifdef __cplusplus
 }

@@ -269,6 +269,11 @@ int vmio_wire_decode_request(const char *api, const struct vmio_wire_hdr *hdr,
         if (hdr->type == VMIO_WIRE_READ) {
             if (hdr->length != VMIO_WIRE_IO_BODY)
                 return vmio_set_error(api, EPROTO, "READ carries a payload");
+        } else if (t.u.io.rkey != 0) {
+            /* The server fetches the data with RDMA READ. */
+            if (hdr->length != VMIO_WIRE_IO_BODY)
+                return vmio_set_error(api, EPROTO, "WRITE by RDMA carries a payload");
+            t.data = NULL;
         } else {
             if (hdr->length != VMIO_WIRE_IO_BODY + t.u.io.length)
                 return vmio_set_error(api, EPROTO,

@@ -78,6 +78,7 @@ struct worker {                     /* one request thread of a connection */
     pthread_t thread;               /* unused for workers[0] (conn->thread) */
     uint8_t *buf;                   /* request body, then READ data */
     size_t cap;
+    struct vmio_mr *mr;             /* buf registered for RDMA, or NULL */
     size_t charged;                 /* bytes of buf charged to conn->mem_bytes */
     int running;                    /* counted in conn->busy; rx_lock */
 };
@@ -132,6 +133,7 @@ struct vmio_server {
     unsigned conn_threads;          /* request threads per connection while running */
     struct vmio_export *exports;
     int *lfds;
+    struct vmio_rdma_listener **lrdma;  /* parallel to lfds: NULL for TCP */
     size_t nlfds;
     int port;                       /* -1 until listening */
     int wakefd;                     /* eventfd: wakes the accept thread */
@@ -334,7 +336,8 @@ static int handshake(struct conn *c, uint8_t *body)
     struct vmio_wire_hello_reply hr;
     memset(&hr, 0, sizeof hr);
     hr.version = VMIO_WIRE_VERSION;
-    hr.features = hello.features & VMIO_WIRE_F_ALL;
+    hr.features = hello.features &
+                  (VMIO_WIRE_F_ALL | (vmio_transport_is_rdma(c->t) ? VMIO_WIRE_F_RDMA : 0));
     r = vmio_auth_random(API, hr.nonce, sizeof hr.nonce);
     if (r < 0)
         return handshake_fail(c, &h, r);
@@ -432,6 +435,8 @@ static void mem_uncharge(struct conn *c, size_t n)
 
 static void buf_drop(struct conn *c, struct worker *w)
 {
+    vmio_mr_dereg(w->mr);
+    w->mr = NULL;
     free(w->buf);
     w->buf = NULL;
     w->cap = 0;
@@ -474,8 +479,7 @@ static int buf_reserve(struct conn *c, struct worker *w, size_t need)
  * bytes (<= RBUF_SIZE) are unread; reader role held. One recv() usually
  * brings a whole request, or several: the transport's own recv reads
  * exact lengths, which would cost a system call for the header and
- * another for the body. (TCP, the only transport the server speaks,
- * needs nothing more than the socket.) */
+ * another for the body. */
 static int rx_fill(struct conn *c, size_t want)
 {
     size_t have = c->rlen - c->rpos;
@@ -485,13 +489,11 @@ static int rx_fill(struct conn *c, size_t want)
         c->rlen = have;
     }
     while (c->rlen < want) {
-        ssize_t n = recv(c->t->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, 0);
+            long n = vmio_transport_recv_some(c->t, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
         if (n > 0)
             c->rlen += (size_t)n;
-        else if (n == 0)
-            return -EPIPE;
-        else if (errno != EINTR)
-            return -errno;
+        else
+            return (int)n;
     }
     return 0;
 }
@@ -698,8 +700,7 @@ static void check_waiting(struct conn *c)
     pthread_mutex_lock(&c->rx_lock);
     int vacant = !c->reading && !c->rx_done;
     pthread_mutex_unlock(&c->rx_lock);
-    char b;
-    if (!vacant || recv(c->t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+    if (!vacant || !vmio_transport_readable(c->t))
         return;
     int call = 0;
     pthread_mutex_lock(&c->rx_lock);
@@ -721,10 +722,44 @@ static int read_only_error(struct conn *c)
     return vmio_set_error(API, EROFS, "image was opened read-only");
 }
 
-static int check_tcp_slots(const struct vmio_wire_io *io)
+/* 1 when the data of io moves by one-sided RDMA, 0 when inline, or < 0
+ * (recorded) when the buffer fields are not allowed. */
+static int rdma_slots(const struct conn *c, const struct vmio_wire_io *io)
 {
+    if (io->rkey != 0 && (c->features & VMIO_WIRE_F_RDMA))
+        return 1;
     if (io->addr != 0 || io->rkey != 0)
-        return vmio_set_error(API, EINVAL, "RDMA buffer fields must be 0 over TCP");
+        return vmio_set_error(API, EINVAL, "RDMA buffer fields must be 0 without RDMA");
+    return 0;
+}
+
+/* Register w->buf with the connection's RDMA device (once per buffer). */
+static int buf_register(struct conn *c, struct worker *w)
+{
+    if (w->mr && w->mr->addr == w->buf && w->mr->len == w->cap &&
+        w->mr->domain == c->t->domain)
+        return 0;
+    vmio_mr_dereg(w->mr);
+    w->mr = NULL;
+    int r = c->t->ops->mr_reg(c->t, w->buf, w->cap, &w->mr);
+    return r < 0 ? vmio_error_reprefix(API, -r) : 0;
+}
+
+/* Move len bytes between w->buf and the client's buffer. A failure
+ * breaks the connection (the QP is in error), so it is logged here. */
+static int rdma_move(struct conn *c, struct worker *w, const struct vmio_wire_io *io, int to_client)
+{
+    int r = buf_register(c, w);
+    if (r < 0)
+        return r;
+    r = to_client ? c->t->ops->rdma_write(c->t, w->mr, w->buf, io->length, io->addr, io->rkey)
+                  : c->t->ops->rdma_read(c->t, w->mr, w->buf, io->length, io->addr, io->rkey);
+    if (r < 0) {
+        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: RDMA %s of %u bytes failed (bad client "
+                 "buffer or connection lost); closing", c->t->peer,
+                 to_client ? "WRITE" : "READ", io->length);
+        return vmio_set_error(API, EIO, "RDMA transfer failed");
+    }
     return 0;
 }
 
@@ -745,28 +780,48 @@ static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire
     vmio_clear_error();
     switch (type) {
     case VMIO_WIRE_READ:
-        r = check_tcp_slots(io);
+    {
+        int rdma = rdma_slots(c, io);
+        r = rdma < 0 ? rdma : 0;
         if (r == 0 && io->flags)
             r = vmio_set_error(API, EINVAL, "READ takes no flags (got 0x%x)", io->flags);
         if (r == 0 && buf_reserve(c, w, io->length) < 0)
             r = vmio_set_error(API, ENOMEM, "out of memory");
-        if (r == 0) {
+        if (r == 0)
             r = vmio_pread(c->file, w->buf, io->length, io->offset);
+        if (r == 0 && rdma == 1) {
+            /* Data first, then the reply: on the same RC queue pair the
+             * client sees the reply only after the data is in place. */
+            r = rdma_move(c, w, io, 1);
+        } else if (r == 0) {
             body = w->buf;
             blen = io->length;
         }
         break;
+    }
     case VMIO_WIRE_WRITE:
-        r = check_tcp_slots(io);
+    {
+        int rdma = rdma_slots(c, io);
+        r = rdma < 0 ? rdma : 0;
         if (r == 0 && (io->flags & ~VMIO_WIRE_REQ_FUA))
             r = vmio_set_error(API, EINVAL, "WRITE takes only the FUA flag (got 0x%x)",
                                io->flags);
         if (r == 0 && !c->writable)
             r = read_only_error(c);
+        const void *data = q->data;
+        if (r == 0 && rdma == 1) {
+            /* The decoded request is a copy: the body buffer is free. */
+            if (buf_reserve(c, w, io->length) < 0)
+                r = vmio_set_error(API, ENOMEM, "out of memory");
+            if (r == 0)
+                r = rdma_move(c, w, io, 0);
+            data = w->buf;
+        }
         if (r == 0)
-            r = vmio_pwrite(c->file, q->data, io->length, io->offset,
+            r = vmio_pwrite(c->file, data, io->length, io->offset,
                             (io->flags & VMIO_WIRE_REQ_FUA) ? VMIO_REQ_FUA : 0);
         break;
+    }
     case VMIO_WIRE_FLUSH:
         r = vmio_flush(c->file);
         break;
@@ -978,15 +1033,8 @@ static void keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
-static void new_conn(struct vmio_server *s, int fd)
+static void new_conn(struct vmio_server *s, struct vmio_transport *t)
 {
-    struct vmio_transport *t;
-    if (vmio_tcp_wrap(API, fd, &t) < 0) {
-        vmio_log(VMIO_LOG_ERROR, "vmio_server: %s", strip_api(vmio_errmsg()));
-        close(fd);
-        return;
-    }
-    keepalive(fd);
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
         vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: out of memory; dropped", t->peer);
@@ -1001,7 +1049,7 @@ static void new_conn(struct vmio_server *s, int fd)
     pthread_mutex_init(&c->spawn_lock, NULL);
     pthread_mutex_init(&c->mem_lock, NULL);
     pthread_cond_init(&c->mem_cond, NULL);
-    vmio_log(VMIO_LOG_INFO, "vmio_server: connection from %s", t->peer);
+    vmio_log(VMIO_LOG_INFO, "vmio_server: %s connection from %s", t->ops->name, t->peer);
 
     pthread_mutex_lock(&s->lock);
     c->deadline_ns = vmio_now_ns() + HANDSHAKE_TIMEOUT_NS;
@@ -1088,6 +1136,20 @@ static void *accept_main(void *arg)
         for (size_t i = 0; i < n; i++) {
             if (!(pfds[i + 1].revents & POLLIN))
                 continue;
+            pthread_mutex_lock(&s->lock);
+            struct vmio_rdma_listener *rl = s->lrdma[i];
+            pthread_mutex_unlock(&s->lock);
+            if (rl) {
+                struct vmio_transport *t;
+                int r;
+                while ((r = vmio_rdma_accept(API, rl, &t)) != -EAGAIN) {
+                    if (r == 0)
+                        new_conn(s, t);
+                    else
+                        vmio_log(VMIO_LOG_WARNING, "vmio_server: %s", strip_api(vmio_errmsg()));
+                }
+                continue;
+            }
             int fd = accept4(pfds[i + 1].fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd < 0) {
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -1097,7 +1159,14 @@ static void *accept_main(void *arg)
                 }
                 continue;
             }
-            new_conn(s, fd);
+            struct vmio_transport *t;
+            if (vmio_tcp_wrap(API, fd, &t) < 0) {
+                vmio_log(VMIO_LOG_ERROR, "vmio_server: %s", strip_api(vmio_errmsg()));
+                close(fd);
+                continue;
+            }
+            keepalive(fd);
+            new_conn(s, t);
         }
     }
     free(pfds);
@@ -1105,6 +1174,44 @@ static void *accept_main(void *arg)
 }
 
 /* ---- public API ------------------------------------------------------- */
+
+static void close_listeners(struct vmio_server *s)
+{
+    for (size_t i = 0; i < s->nlfds; i++) {
+        if (s->lrdma[i])
+            vmio_rdma_listener_close(s->lrdma[i]);
+        else
+            close(s->lfds[i]);
+    }
+    s->nlfds = 0;
+}
+
+/* Add a listening fd (TCP socket, or an RDMA listener's channel). */
+static int add_listener(const char *api, struct vmio_server *s, int fd,
+                        struct vmio_rdma_listener *rl, int bound)
+{
+    pthread_mutex_lock(&s->lock);
+    int *nl = realloc(s->lfds, (s->nlfds + 1) * sizeof *nl);
+    if (nl)
+        s->lfds = nl;
+    struct vmio_rdma_listener **nr = nl ? realloc(s->lrdma, (s->nlfds + 1) * sizeof *nr) : NULL;
+    if (nr)
+        s->lrdma = nr;
+    if (!nl || !nr) {
+        pthread_mutex_unlock(&s->lock);
+        return vmio_set_error(api, ENOMEM, "out of memory");
+    }
+    s->lfds[s->nlfds] = fd;
+    s->lrdma[s->nlfds] = rl;
+    s->nlfds++;
+    if (!rl)
+        s->port = bound;
+    int running = s->running;
+    pthread_mutex_unlock(&s->lock);
+    if (running)
+        wake_acceptor(s);
+    return 0;
+}
 
 VMIO_API int vmio_server_new(vmio_server **server)
 {
@@ -1136,9 +1243,9 @@ VMIO_API void vmio_server_free(vmio_server *s)
     if (!s)
         return;
     vmio_server_stop(s);
-    for (size_t i = 0; i < s->nlfds; i++)
-        close(s->lfds[i]);
+    close_listeners(s);
     free(s->lfds);
+    free(s->lrdma);
     while (s->exports) {
         struct vmio_export *e = s->exports;
         s->exports = e->next;
@@ -1276,23 +1383,34 @@ VMIO_API int vmio_server_listen(vmio_server *s, const char *host, uint16_t port)
         close(fd);
         return vmio_set_error_errno(api, e, "fcntl");
     }
-    pthread_mutex_lock(&s->lock);
-    int *nl = realloc(s->lfds, (s->nlfds + 1) * sizeof *nl);
-    if (!nl) {
-        pthread_mutex_unlock(&s->lock);
+    int r = add_listener(api, s, fd, NULL, bound);
+    if (r < 0) {
         close(fd);
-        return vmio_set_error(api, ENOMEM, "out of memory");
+        return r;
     }
-    s->lfds = nl;
-    s->lfds[s->nlfds++] = fd;
-    s->port = bound;
-    int running = s->running;
-    pthread_mutex_unlock(&s->lock);
-    if (running)
-        wake_acceptor(s);
     vmio_log(VMIO_LOG_INFO, "vmio_server: listening on %s%s%s port %d",
              host && strchr(host, ':') ? "[" : "", host ? host : "*",
              host && strchr(host, ':') ? "]" : "", bound);
+    return 0;
+}
+
+VMIO_API int vmio_server_listen_rdma(vmio_server *s, const char *host, uint16_t port)
+{
+    static const char api[] = "vmio_server_listen_rdma";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    struct vmio_rdma_listener *rl;
+    int fd;
+    int r = vmio_rdma_listen(api, host, port, NULL, &rl, &fd);
+    if (r < 0)
+        return r;
+    r = add_listener(api, s, fd, rl, 0);
+    if (r < 0) {
+        vmio_rdma_listener_close(rl);
+        return r;
+    }
+    vmio_log(VMIO_LOG_INFO, "vmio_server: listening for RDMA on %s port %u", host ? host : "*",
+             port);
     return 0;
 }
 
@@ -1349,7 +1467,7 @@ static void shutdown_conns(struct vmio_server *s, int how)
         if (how == SHUT_RDWR)
             vmio_transport_shutdown(c->t);
         else
-            shutdown(c->t->fd, SHUT_RD);    /* stop reading; replies still go out */
+            vmio_transport_shutdown_read(c->t);  /* replies still go out */
     }
 }
 
@@ -1369,9 +1487,7 @@ VMIO_API int vmio_server_stop(vmio_server *s)
     pthread_join(s->acceptor, NULL);
 
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->nlfds; i++)
-        close(s->lfds[i]);
-    s->nlfds = 0;
+    close_listeners(s);
     s->port = -1;
     shutdown_conns(s, SHUT_RD);
     /* Connections whose peer does not read its replies would block a stop

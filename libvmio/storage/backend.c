@@ -56,6 +56,14 @@ static void stub_attach_aio(void *s, int epfd, int efd) { }
 static int stub_progress(void *s, int wait) { return 0; }
 static const char *stub_describe(void *s) { return NULL; }
 static int stub_finish(void *s) { return 0; }
+static int stub_register_memory(void *s, void *addr, size_t len)
+{
+    return vmio_set_error("backend", ENOTSUP, "this backend needs no memory registration");
+}
+static int stub_unregister_memory(void *s, void *addr)
+{
+    return vmio_set_error("backend", ENOTSUP, "this backend needs no memory registration");
+}
 
 #define FILL(f) dst->f = src->f ? src->f : stub_##f
 void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_ops *src)
@@ -81,6 +89,8 @@ void vmio_backend_fill(struct vmio_backend_ops *dst, const struct vmio_backend_o
     FILL(progress);
     FILL(describe);
     FILL(finish);
+    FILL(register_memory);
+    FILL(unregister_memory);
 }
 
 static const struct vmio_backend_ops *const backends[] = {

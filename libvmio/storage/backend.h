@@ -80,6 +80,11 @@ struct vmio_backend_ops {
     /* Write out anything the backend buffered (write-behind); called by
      * vmio_close() before close, its error is vmio_close()'s result. */
     int (*finish)(void *state);
+    /* Memory the caller will do I/O from/to (vmio_register_memory): the
+     * RDMA path moves data straight into it. -ENOTSUP stub: nothing to
+     * register for this backend. */
+    int (*register_memory)(void *state, void *addr, size_t len);
+    int (*unregister_memory)(void *state, void *addr);
 };
 
 extern const struct vmio_backend_ops vmio_backend_file;

@@ -16,8 +16,17 @@
  * resends every request that was not answered: writes are positional, so
  * resending is idempotent and nothing acknowledged is lost. If the server
  * does not come back within the reconnect timeout, pending and new requests
- * fail with a clear error while reconnection goes on in the background. */
+ * fail with a clear error while reconnection goes on in the background.
+ *
+ * Over RDMA (transport=rdma|auto, F_RDMA negotiated) the frames travel as
+ * SEND/RECV messages, and READ/WRITE parts above the inline threshold name
+ * a registered client buffer (addr, rkey): the server moves the data with
+ * RDMA WRITE/READ and replies afterwards, so the client's CPU does nothing
+ * for the data. The buffer is the caller's own when it lies inside memory
+ * registered with vmio_register_memory(), else a registered bounce slot
+ * (one copy), else the data goes inline like over TCP. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +37,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "storage/backend.h"
@@ -51,6 +61,8 @@ struct rpart {
     uint64_t length;        /* io bytes, or range length */
     uint32_t flags;
     size_t iov_skip;        /* where this part's data starts in the op's iov */
+    int slot;               /* bounce slot held, or -1 (s->lock) */
+    int via_rdma;           /* sent with a buffer for one-sided RDMA */
     struct rop *op;
     struct rpart *hnext;    /* in-flight hash chain */
 };
@@ -108,6 +120,32 @@ struct remote_state {
     int need_reconnect;         /* lock */
     int epfd;                   /* from attach_aio, or -1 */
     uint64_t reconnects, retried;
+
+    /* RDMA data path */
+    int tmode;                  /* TM_* */
+    struct vmio_rdma_opts ropts;
+    uint32_t inline_max;        /* parts up to this size go inline */
+    int t_rdma;                 /* s->t moves data by RDMA (send_lock) */
+    char tnote[160];            /* transport in use and why (lock) */
+    struct mreg *regs;          /* vmio_register_memory() regions (lock) */
+    char *bounce;               /* BOUNCE_SLOTS x BOUNCE_SIZE, lazily */
+    struct vmio_mr *bounce_mr;
+    uint32_t bounce_used;       /* bitmap (lock) */
+    uint64_t rdma_bytes, bounce_bytes, inline_bytes;
+};
+
+enum { TM_TCP, TM_RDMA, TM_AUTO };
+#define BOUNCE_SLOTS 8u
+#define BOUNCE_SIZE (1u << 20)
+#define INLINE_DEFAULT (16u << 10)
+
+/* A region the caller registered; mr is re-made when the connection's
+ * device changes. */
+struct mreg {
+    char *addr;
+    size_t len;
+    struct vmio_mr *mr;
+    struct mreg *next;
 };
 
 /* ---- handshake --------------------------------------------------------- */
@@ -167,11 +205,48 @@ static int server_error(struct vmio_transport *t, const struct vmio_wire_hdr *h,
 }
 
 /* Connect, authenticate both ways, open the image. */
+static void set_note(struct remote_state *s, const char *fmt, ...) VMIO_PRINTF(2, 3);
+static void set_note(struct remote_state *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&s->lock);
+    vsnprintf(s->tnote, sizeof s->tnote, fmt, ap);
+    pthread_mutex_unlock(&s->lock);
+    va_end(ap);
+}
+
+/* Connect by RDMA or TCP as the transport option says; with auto, a
+ * failed RDMA attempt falls back to TCP and the reason is kept. */
+static int connect_transport(struct remote_state *s, struct vmio_transport **t)
+{
+    if (s->tmode != TM_TCP) {
+        if (s->tmode == TM_AUTO && !vmio_rdma_available()) {
+            set_note(s, "tcp (no RDMA device)");
+        } else {
+            int r = vmio_rdma_connect(API, s->host, s->port, s->connect_timeout_ms, &s->ropts, t);
+            if (r == 0) {
+                set_note(s, "rdma");
+                return 0;
+            }
+            if (s->tmode == TM_RDMA)
+                return r;
+            const char *m = vmio_errmsg();
+            set_note(s, "tcp (RDMA failed: %s)", strncmp(m, API ": ", 6) == 0 ? m + 6 : m);
+            vmio_log(VMIO_LOG_INFO, "vmio: %s:%u: RDMA failed, using TCP: %s", s->host, s->port,
+                     m);
+        }
+    } else {
+        set_note(s, "tcp");
+    }
+    return vmio_tcp_connect(API, s->host, s->port, s->connect_timeout_ms, t);
+}
+
 static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_transport **out,
-                     struct vmio_wire_open_reply *orep)
+                     struct vmio_wire_open_reply *orep, int *rdma)
 {
     struct vmio_transport *t;
-    int r = vmio_tcp_connect(API, s->host, s->port, s->connect_timeout_ms, &t);
+    int r = connect_transport(s, &t);
     if (r < 0)
         return r;
     /* A server that accepts and then says nothing must not hang us. */
@@ -182,6 +257,8 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
     struct vmio_wire_hdr h;
     struct vmio_wire_hello hello = { .min_version = 1, .max_version = VMIO_WIRE_VERSION,
                                      .features = VMIO_WIRE_F_ALL };
+    if (vmio_transport_is_rdma(t))
+        hello.features |= VMIO_WIRE_F_RDMA;
     r = vmio_auth_random(API, hello.nonce, sizeof hello.nonce);
     if (r < 0)
         goto fail;
@@ -244,6 +321,9 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
     }
     if ((r = vmio_wire_decode_open_reply(API, buf, h.length, orep)) < 0)
         goto fail;
+    *rdma = (hr.features & VMIO_WIRE_F_RDMA) != 0;
+    if (vmio_transport_is_rdma(t) && !*rdma)
+        set_note(s, "rdma (server moves no data by RDMA: inline)");
     tv.tv_sec = tv.tv_usec = 0;
     setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     int one = 1;
@@ -294,6 +374,15 @@ static void op_finish(struct rop *op)
     }
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&op->c);
+}
+
+/* Give back a part's bounce slot. Caller holds s->lock. */
+static void part_release(struct remote_state *s, struct rpart *p)
+{
+    if (p->slot >= 0) {
+        s->bounce_used &= ~(1u << p->slot);
+        p->slot = -1;
+    }
 }
 
 /* A part finished with result (error already recorded on this thread).
@@ -349,6 +438,89 @@ static int iov_slice(const struct iovec *iov, int iovcnt, size_t skip, size_t le
     return cnt;
 }
 
+/* Registration of [addr, addr+len) valid on t, or NULL. s->lock held. */
+static struct vmio_mr *find_reg(struct remote_state *s, struct vmio_transport *t, char *addr,
+                                size_t len)
+{
+    for (struct mreg *m = s->regs; m; m = m->next) {
+        if (addr < m->addr || addr + len > m->addr + m->len)
+            continue;
+        if (!m->mr || m->mr->domain != t->domain) {
+            vmio_mr_dereg(m->mr);
+            m->mr = NULL;
+            if (t->ops->mr_reg(t, m->addr, m->len, &m->mr) < 0)
+                return NULL;
+        }
+        return m->mr;
+    }
+    return NULL;
+}
+
+/* Choose the buffer the server moves a READ/WRITE part's data to or from:
+ * the caller's registered memory, or a bounce slot. Returns 0 with
+ * addr and rkey set, or -1 to send the data inline. Caller holds send_lock. */
+static int rdma_target(struct remote_state *s, struct vmio_transport *t, struct rpart *p,
+                       uint64_t *addr, uint32_t *rkey)
+{
+    const struct iovec *iov = p->op->iov;
+    int i = 0;
+    size_t skip = p->iov_skip;
+    while (i < p->op->iovcnt && skip >= iov[i].iov_len) {
+        skip -= iov[i].iov_len;
+        i++;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (i < p->op->iovcnt && iov[i].iov_len - skip >= p->length) {
+        char *base = (char *)iov[i].iov_base + skip;
+        struct vmio_mr *mr = find_reg(s, t, base, p->length);
+        if (mr) {
+            pthread_mutex_unlock(&s->lock);
+            *addr = (uintptr_t)base;
+            *rkey = mr->rkey;
+            return 0;
+        }
+    }
+    if (p->length > BOUNCE_SIZE) {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    if (!s->bounce) {
+        if (posix_memalign((void **)&s->bounce, 4096, (size_t)BOUNCE_SLOTS * BOUNCE_SIZE)) {
+            s->bounce = NULL;
+            pthread_mutex_unlock(&s->lock);
+            return -1;
+        }
+    }
+    if (!s->bounce_mr || s->bounce_mr->domain != t->domain) {
+        vmio_mr_dereg(s->bounce_mr);
+        s->bounce_mr = NULL;
+        if (t->ops->mr_reg(t, s->bounce, (size_t)BOUNCE_SLOTS * BOUNCE_SIZE, &s->bounce_mr) < 0) {
+            pthread_mutex_unlock(&s->lock);
+            return -1;
+        }
+    }
+    if (p->slot < 0) {
+        for (unsigned k = 0; k < BOUNCE_SLOTS; k++) {
+            if (!(s->bounce_used & (1u << k))) {
+                s->bounce_used |= 1u << k;
+                p->slot = (int)k;
+                break;
+            }
+        }
+    }
+    int slot = p->slot;
+    uint32_t key = s->bounce_mr->rkey;
+    pthread_mutex_unlock(&s->lock);
+    if (slot < 0)
+        return -1;
+    char *b = s->bounce + (size_t)slot * BOUNCE_SIZE;
+    if (p->type == VMIO_WIRE_WRITE)
+        vmio_iov_to_buf(b, iov, p->op->iovcnt, p->iov_skip, p->length);
+    *addr = (uintptr_t)b;
+    *rkey = key;
+    return 0;
+}
+
 /* Send one part on t. Caller holds send_lock. */
 static int send_part(struct remote_state *s, struct vmio_transport *t, struct rpart *p)
 {
@@ -364,8 +536,10 @@ static int send_part(struct remote_state *s, struct vmio_transport *t, struct rp
     case VMIO_WIRE_WRITE: {
         struct vmio_wire_io io = { .offset = p->offset, .length = (uint32_t)p->length,
                                    .flags = p->flags };
+        p->via_rdma = s->t_rdma && p->length > s->inline_max &&
+                      rdma_target(s, t, p, &io.addr, &io.rkey) == 0;
         blen = vmio_wire_encode_io(hb + VMIO_WIRE_HDR_SIZE, &io);
-        if (p->type == VMIO_WIRE_WRITE) {
+        if (p->type == VMIO_WIRE_WRITE && !p->via_rdma) {
             ndata = iov_slice(p->op->iov, p->op->iovcnt, p->iov_skip, p->length, stackv + 1,
                               16, &data);
             if (ndata < 0)
@@ -388,7 +562,7 @@ static int send_part(struct remote_state *s, struct vmio_transport *t, struct rp
     default:
         break;
     }
-    h.length = (uint32_t)(blen + (p->type == VMIO_WIRE_WRITE ? p->length : 0));
+    h.length = (uint32_t)(blen + (p->type == VMIO_WIRE_WRITE && !p->via_rdma ? p->length : 0));
     vmio_wire_encode_hdr(hb, &h);
 
     struct iovec *v = stackv;
@@ -460,6 +634,7 @@ static void fail_all(struct remote_state *s, const struct vmio_error_copy *e)
             s->table[b] = p->hnext;
             s->in_flight--;
             vmio_error_restore(e);
+            part_release(s, p);
             part_done(p, -e->err);
         }
     }
@@ -473,7 +648,11 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowa
     uint8_t hb[VMIO_WIRE_HDR_SIZE];
     struct vmio_wire_hdr h;
     int r;
-    if (nowait) {
+    if (nowait && vmio_transport_is_rdma(t)) {
+        if (!vmio_transport_readable(t))
+            return -EAGAIN;
+        r = vmio_transport_recv(t, hb, sizeof hb);
+    } else if (nowait) {
         ssize_t n = recv(t->fd, hb, sizeof hb, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return -EAGAIN;
@@ -518,12 +697,13 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowa
         int n = errmsg_len(msg, h.length);
         vmio_set_error(API, err, "server: %.*s", n, n ? (const char *)msg : strerror(err));
         pthread_mutex_lock(&s->lock);
+        part_release(s, p);
         part_done(p, -err);
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
     uint32_t want = 0;
-    if (p->type == VMIO_WIRE_READ)
+    if (p->type == VMIO_WIRE_READ && !p->via_rdma)
         want = (uint32_t)p->length;
     else if (p->type == VMIO_WIRE_SIZE)
         want = 8;
@@ -534,7 +714,12 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowa
                            h.length, want);
         goto lost;
     }
-    if (p->type == VMIO_WIRE_READ) {
+    if (p->type == VMIO_WIRE_READ && p->via_rdma) {
+        /* The data is in place: the server wrote it before replying. */
+        if (p->slot >= 0)
+            vmio_buf_to_iov(p->op->iov, p->op->iovcnt, p->iov_skip,
+                            s->bounce + (size_t)p->slot * BOUNCE_SIZE, p->length);
+    } else if (p->type == VMIO_WIRE_READ) {
         struct iovec stackv[16], *v;
         int n = iov_slice(p->op->iov, p->op->iovcnt, p->iov_skip, p->length, stackv, 16, &v);
         if (n < 0) {
@@ -568,6 +753,15 @@ static int read_reply(struct remote_state *s, struct vmio_transport *t, int nowa
         }
     }
     pthread_mutex_lock(&s->lock);
+    if (p->type == VMIO_WIRE_READ || p->type == VMIO_WIRE_WRITE) {
+        if (!p->via_rdma)
+            s->inline_bytes += p->length;
+        else if (p->slot >= 0)
+            s->bounce_bytes += p->length;
+        else
+            s->rdma_bytes += p->length;
+    }
+    part_release(s, p);
     part_done(p, 0);
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -674,9 +868,11 @@ static int reconnect(struct remote_state *s)
         struct vmio_wire_open_reply orep;
         unsigned fl = s->open_flags & ~(VMIO_WIRE_OPEN_CREATE | VMIO_WIRE_OPEN_TRUNC |
                                         VMIO_WIRE_OPEN_EXCL);
-        int r = handshake(s, fl, &t, &orep);
+        int rdma = 0;
+        int r = handshake(s, fl, &t, &orep, &rdma);
         if (r == 0) {
             pthread_mutex_lock(&s->send_lock);
+            s->t_rdma = rdma;
             pthread_mutex_lock(&s->lock);
             int n = 0;
             for (unsigned b = 0; b < NBUCKETS; b++)
@@ -777,7 +973,10 @@ static struct rop *op_new(struct remote_state *s, int opcode, uint16_t type,
     int nparts = 1;
     uint64_t chunk = length;
     if (type == VMIO_WIRE_READ || type == VMIO_WIRE_WRITE) {
-        chunk = s->max_io;
+        /* Over RDMA, parts fit a bounce slot (one-sided moves pay no
+         * per-frame cost, so smaller parts lose nothing). */
+        chunk = __atomic_load_n(&s->t_rdma, __ATOMIC_RELAXED) ? VMIO_MIN(s->max_io, BOUNCE_SIZE)
+                                                             : s->max_io;
         nparts = (int)((length + chunk - 1) / chunk);
     }
     struct rop *op = calloc(1, sizeof *op);
@@ -804,6 +1003,7 @@ static struct rop *op_new(struct remote_state *s, int opcode, uint16_t type,
         p->offset = offset + (uint64_t)i * chunk;
         p->iov_skip = (size_t)i * (size_t)chunk;
         p->length = VMIO_MIN(chunk, length - (uint64_t)i * chunk);
+        p->slot = -1;
     }
     if (!areq)
         pthread_cond_init(&op->c, NULL);
@@ -1001,6 +1201,14 @@ static void remote_attach_aio(void *st, int epfd, int efd)
 
 static void state_free(struct remote_state *s)
 {
+    while (s->regs) {
+        struct mreg *m = s->regs;
+        s->regs = m->next;
+        vmio_mr_dereg(m->mr);
+        free(m);
+    }
+    vmio_mr_dereg(s->bounce_mr);
+    free(s->bounce);
     free(s->host);
     free(s->export_name);
     free(s->path);
@@ -1030,7 +1238,8 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
                        const struct vmio_open_options *opts, void **state)
 {
     static const char *const allowed[] = { "secret-file", "transport", "timeout",
-                                           "reconnect-timeout", NULL };
+                                           "reconnect-timeout", "rdma-inline",
+                                           "rdma-busy-poll", NULL };
     int r = vmio_uri_check_opts(API, u, allowed);
     if (r < 0)
         return r;
@@ -1044,11 +1253,17 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
         return vmio_set_error(API, EINVAL,
                               "vmio:// URI path must be /EXPORT/PATH (got '%s')", u->path);
     const char *tr = vmio_uri_get(u, "transport");
-    if (tr && strcmp(tr, "tcp") != 0 && strcmp(tr, "auto") != 0) {
-        if (strcmp(tr, "rdma") == 0)
-            return vmio_set_error(API, ENOTSUP, "RDMA transport is not built in");
+    int tmode = TM_AUTO;
+    if (!tr || strcmp(tr, "auto") == 0)
+        tmode = VMIO_BUILT_RDMA ? TM_AUTO : TM_TCP;
+    else if (strcmp(tr, "tcp") == 0)
+        tmode = TM_TCP;
+    else if (strcmp(tr, "rdma") == 0 && VMIO_BUILT_RDMA)
+        tmode = TM_RDMA;
+    else if (strcmp(tr, "rdma") == 0)
+        return vmio_set_error(API, ENOTSUP, "the RDMA transport is not built in");
+    else
         return vmio_set_error(API, EINVAL, "unknown transport '%s' (tcp, rdma, auto)", tr);
-    }
     struct remote_state *s = calloc(1, sizeof *s);
     if (!s)
         return vmio_set_error(API, ENOMEM, "out of memory");
@@ -1056,6 +1271,9 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_cond_init(&s->reconn_cond, NULL);
     s->epfd = -1;
+    s->tmode = tmode;
+    s->inline_max = INLINE_DEFAULT;
+    snprintf(s->tnote, sizeof s->tnote, "none");
     s->host = strdup(u->host);
     s->port = u->port ? u->port : VMIO_DEFAULT_PORT;
     s->export_name = strndup(p, (size_t)(slash - p));
@@ -1078,6 +1296,17 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     if ((v = vmio_uri_get(u, "reconnect-timeout")) &&
         (r = parse_ms(v, "reconnect-timeout", &s->reconnect_timeout_ms)) < 0)
         goto fail;
+    int iv;
+    if ((v = vmio_uri_get(u, "rdma-inline"))) {
+        if ((r = parse_ms(v, "rdma-inline", &iv)) < 0)
+            goto fail;
+        s->inline_max = (uint32_t)iv;
+    }
+    if ((v = vmio_uri_get(u, "rdma-busy-poll"))) {
+        if ((r = parse_ms(v, "rdma-busy-poll", &iv)) < 0)
+            goto fail;
+        s->ropts.busy_poll_us = (unsigned)iv;
+    }
     const char *sf = opts->secret_file;
     if (!sf)
         sf = vmio_uri_get(u, "secret-file");
@@ -1095,7 +1324,7 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     s->create_size = opts->create_size;
 
     struct vmio_wire_open_reply orep;
-    if ((r = handshake(s, s->open_flags, &s->t, &orep)) < 0)
+    if ((r = handshake(s, s->open_flags, &s->t, &orep, &s->t_rdma)) < 0)
         goto fail;
     s->max_io = orep.max_io;
     s->caps = orep.caps;
@@ -1146,7 +1375,57 @@ static void remote_stats(void *st, struct vmio_file_stats *out)
     pthread_mutex_lock(&s->lock);
     out->reconnects = s->reconnects;
     out->retried = s->retried;
+    out->rdma_bytes = s->rdma_bytes;
+    out->bounce_bytes = s->bounce_bytes;
+    out->inline_bytes = s->inline_bytes;
+    snprintf(out->transport, sizeof out->transport, "%s", s->tnote);
     pthread_mutex_unlock(&s->lock);
+}
+
+static int remote_register_memory(void *st, void *addr, size_t len)
+{
+    struct remote_state *s = st;
+    struct mreg *m = calloc(1, sizeof *m);
+    if (!m)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    m->addr = addr;
+    m->len = len;
+    /* Register now when connected by RDMA, so that a failure (locked
+     * memory limit) shows here rather than as slower I/O later. */
+    pthread_mutex_lock(&s->send_lock);
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    if (s->t && vmio_transport_is_rdma(s->t))
+        r = s->t->ops->mr_reg(s->t, addr, len, &m->mr);
+    if (r == 0) {
+        m->next = s->regs;
+        s->regs = m;
+    }
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->send_lock);
+    if (r < 0) {
+        free(m);
+        return vmio_error_reprefix(API, -r);
+    }
+    return 0;
+}
+
+static int remote_unregister_memory(void *st, void *addr)
+{
+    struct remote_state *s = st;
+    pthread_mutex_lock(&s->lock);
+    struct mreg **pp = &s->regs;
+    while (*pp && (*pp)->addr != addr)
+        pp = &(*pp)->next;
+    struct mreg *m = *pp;
+    if (m)
+        *pp = m->next;
+    pthread_mutex_unlock(&s->lock);
+    if (!m)
+        return vmio_set_error(API, ENOENT, "no memory registered at %p", addr);
+    vmio_mr_dereg(m->mr);
+    free(m);
+    return 0;
 }
 
 const struct vmio_backend_ops vmio_backend_remote = {
@@ -1166,6 +1445,8 @@ const struct vmio_backend_ops vmio_backend_remote = {
     .block_status = remote_block_status,
     .submit = remote_submit,
     .stats = remote_stats,
+    .register_memory = remote_register_memory,
+    .unregister_memory = remote_unregister_memory,
     .attach_aio = remote_attach_aio,
     .progress = remote_progress,
 };

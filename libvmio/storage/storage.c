@@ -451,6 +451,25 @@ VMIO_API const char *vmio_backend_name(vmio_file *f)
     return d ? d : f->ops.name;
 }
 
+VMIO_API int vmio_register_memory(vmio_file *f, void *addr, size_t len)
+{
+    static const char api[] = "vmio_register_memory";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, f != NULL && addr != NULL, EFAULT);
+    VMIO_CHECK_ARG(api, len > 0, EINVAL);
+    int r = f->ops.register_memory(f->state, addr, len);
+    return r < 0 ? vmio_error_reprefix(api, -r) : r;
+}
+
+VMIO_API int vmio_unregister_memory(vmio_file *f, void *addr)
+{
+    static const char api[] = "vmio_unregister_memory";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, f != NULL && addr != NULL, EFAULT);
+    int r = f->ops.unregister_memory(f->state, addr);
+    return r < 0 ? vmio_error_reprefix(api, -r) : r;
+}
+
 VMIO_API int vmio_get_stats(vmio_file *f, struct vmio_file_stats *st)
 {
     static const char api[] = "vmio_get_stats";

@@ -55,9 +55,34 @@ static int tcp_recv(struct vmio_transport *t, void *buf, size_t len)
     return 0;
 }
 
+static long tcp_recv_some(struct vmio_transport *t, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(t->fd, buf, len, 0);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -EPIPE;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int tcp_readable(struct vmio_transport *t)
+{
+    char b;
+    ssize_t n = recv(t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void tcp_shutdown(struct vmio_transport *t)
 {
     shutdown(t->fd, SHUT_RDWR);
+}
+
+static void tcp_shutdown_read(struct vmio_transport *t)
+{
+    shutdown(t->fd, SHUT_RD);
 }
 
 static void tcp_close(struct vmio_transport *t)
@@ -71,7 +96,10 @@ static const struct vmio_transport_ops tcp_ops = {
     .name = "tcp",
     .sendv = tcp_sendv,
     .recv = tcp_recv,
+    .recv_some = tcp_recv_some,
+    .readable = tcp_readable,
     .shutdown = tcp_shutdown,
+    .shutdown_read = tcp_shutdown_read,
     .close = tcp_close,
 };
 

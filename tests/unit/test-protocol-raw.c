@@ -578,10 +578,13 @@ START_TEST(test_bad_requests)
     io.length = 50;
     send_io(fd, VMIO_WIRE_WRITE, 21, &io, payload, 100);
     expect_error(fd, VMIO_WIRE_WRITE, 21, VMIO_WIRE_EPROTO, NULL);
-    /* Non-zero RDMA slots over TCP. */
+    /* Non-zero RDMA slots over TCP: a WRITE naming a remote buffer must
+     * not carry the data too, and without RDMA the server cannot use it. */
     io = (struct vmio_wire_io){ .offset = 0, .length = 100, .rkey = 1 };
     send_io(fd, VMIO_WIRE_WRITE, 22, &io, payload, 100);
-    expect_error(fd, VMIO_WIRE_WRITE, 22, VMIO_WIRE_EINVAL, "RDMA");
+    expect_error(fd, VMIO_WIRE_WRITE, 22, VMIO_WIRE_EPROTO, "RDMA carries a payload");
+    send_io(fd, VMIO_WIRE_WRITE, 22, &io, NULL, 0);
+    expect_error(fd, VMIO_WIRE_WRITE, 22, VMIO_WIRE_EINVAL, "without RDMA");
     io = (struct vmio_wire_io){ .offset = 0, .length = 100, .addr = 0x7f0000001000ull };
     send_io(fd, VMIO_WIRE_READ, 23, &io, NULL, 0);
     expect_error(fd, VMIO_WIRE_READ, 23, VMIO_WIRE_EINVAL, "RDMA");
