@@ -1,6 +1,7 @@
 /* vmio-bench: benchmarks of libvmio.
  *
  *   vmio-bench storage [OPTIONS] URI
+ *   vmio-bench pingpong [OPTIONS]      (vmio-bench-pingpong.c)
  *
  * The storage mode keeps --qd requests of --bs bytes in flight on one image
  * through the asynchronous API (poll on vmio_aio_fd(), then
@@ -11,8 +12,8 @@
  * same harness: one submit function and one completion hook per target,
  * everything else (offsets, timing, statistics) shared.
  *
- * The first word is the mode so that later benchmarks (pingpong, migrate)
- * can be added beside storage. */
+ * The first word is the mode so that later benchmarks (migrate) can be
+ * added beside storage and pingpong. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 #include <vmio/storage.h>
 
 #include "cli-util.h"
+#include "vmio-bench-pingpong.h"
 
 #ifdef VMIO_BENCH_HAVE_LIBNBD
 #include <libnbd.h>
@@ -431,6 +433,7 @@ struct storage_opts {
     int no_fill;
     unsigned workers;
     uint64_t seed;
+    int reg;
 };
 
 static void storage_usage(FILE *fp)
@@ -456,6 +459,8 @@ static void storage_usage(FILE *fp)
             "      --no-fill        do not fill a newly created image\n"
             "      --workers N      file://: threads serving the async API\n"
             "      --seed N         seed of the offset generator\n"
+            "      --register       vmio_register_memory() the request buffers (over\n"
+            "                       RDMA the server then moves data straight into them)\n"
             "      --json           print the result as JSON on stdout\n"
             "  -h, --help           show this help\n");
 }
@@ -466,7 +471,9 @@ static void usage(FILE *fp)
             "Usage: " PROG " MODE [OPTIONS] ...\n"
             "\n"
             "Modes:\n"
-            "  storage URI    I/O benchmark of one image (see '" PROG " storage --help')\n"
+            "  storage URI    I/O benchmark of one image (see '" PROG " storage --help')\n");
+    pingpong_usage_summary(fp);
+    fprintf(fp,
             "\n"
             "  -h, --help     show this help\n"
             "  -V, --version  show the version\n"
@@ -480,7 +487,7 @@ static void usage(FILE *fp)
 }
 
 enum { OPT_RW = 256, OPT_BS, OPT_QD, OPT_SYNC, OPT_SIZE, OPT_RUNTIME, OPT_OPS, OPT_JSON, OPT_FILL,
-       OPT_NO_FILL, OPT_WORKERS, OPT_SEED };
+       OPT_NO_FILL, OPT_WORKERS, OPT_SEED, OPT_REGISTER };
 
 static int storage_parse(int argc, char **argv, struct storage_opts *o)
 {
@@ -497,6 +504,7 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
         { "no-fill", no_argument, NULL, OPT_NO_FILL },
         { "workers", required_argument, NULL, OPT_WORKERS },
         { "seed", required_argument, NULL, OPT_SEED },
+        { "register", no_argument, NULL, OPT_REGISTER },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -533,6 +541,9 @@ static int storage_parse(int argc, char **argv, struct storage_opts *o)
             if (cli_parse_size(optarg, &v) < 0 || v < 1 || v > MAX_BS)
                 return usage_error("invalid --bs '%s' (1 to 64M)", optarg);
             o->bs = v;
+            break;
+        case OPT_REGISTER:
+            o->reg = 1;
             break;
         case OPT_SYNC:
             o->sync = 1;
@@ -732,6 +743,11 @@ static int storage_main(int argc, char **argv)
         }
         /* Reads overwrite it; writes send non-zero random data. */
         fill_random(b.reqs[i].buf, bufsize, &frng);
+        if (o.reg && b.ops == &vmio_target &&
+            vmio_register_memory(b.handle, b.reqs[i].buf, bufsize) < 0 && vmio_errno() != ENOTSUP) {
+            status = fail("cannot register the buffers: %s", vmio_errmsg());
+            goto out;
+        }
     }
 
     if ((created && !o.no_fill) || o.fill) {
@@ -843,7 +859,7 @@ out:
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing MODE (storage)");
+        return usage_error("missing MODE (storage, pingpong)");
     const char *mode = argv[1];
     if (strcmp(mode, "-h") == 0 || strcmp(mode, "--help") == 0) {
         usage(stdout);
@@ -855,5 +871,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "storage") == 0)
         return storage_main(argc - 1, argv + 1);
-    return usage_error("unknown mode '%s' (storage)", mode);
+    if (strcmp(mode, "pingpong") == 0)
+        return pingpong_main(argc - 1, argv + 1);
+    return usage_error("unknown mode '%s' (storage, pingpong)", mode);
 }

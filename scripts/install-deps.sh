@@ -14,6 +14,7 @@ PKGS="
   libgfarm-dev gfmd gfsd gfarm-client gfarm2fs fuse3 postgresql
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
   qemu-utils fio
+  qemu-system-x86 lz4 xz-utils
   dpkg-dev libglib2.0-dev zlib1g-dev
   clang libclang-rt-14-dev valgrind
   iproute2 procps xxd python3

@@ -3,8 +3,10 @@
 # fresh Debian 12 machine:
 #   1. install what the build and the tests need (scripts/install-deps.sh),
 #      build Debian's QEMU 7.2 tools with the vmio driver (scripts/qemu-build.sh)
-#   2. build build/ with -Dwerror=true and run every meson test
+#   2. build build/ with -Dwerror=true and run every meson test (the 'vm'
+#      suite included: a Linux guest under QEMU TCG, tests/vm/README.md)
 #   3. build build-asan/ with AddressSanitizer + UBSan, run unit + integration
+#      (never the 'vm' suite, nor under valgrind)
 #   4. run the unit suite under valgrind (meson test --setup valgrind)
 #   5. a short fuzz run (scripts/fuzz.sh, FUZZ_SECONDS=30)
 #   6. list what was skipped and print a PASS/FAIL summary
@@ -123,7 +125,7 @@ test_asan() {
     ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
         meson test -C "$ASAN_DIR" --print-errorlogs --num-processes "$JOBS" \
-        --suite unit --suite integration --timeout-multiplier 3
+        --suite unit --suite integration --no-suite vm --timeout-multiplier 3
     rc=$?
     collect "$ASAN_DIR" asan testlog.json
     return $rc
@@ -132,7 +134,7 @@ have_valgrind_setup() {
     grep -rqsE "add_test_setup\\(\\s*'valgrind'" --include=meson.build .
 }
 test_valgrind() {
-    meson test -C "$BUILD_DIR" --setup valgrind --suite unit --print-errorlogs \
+    meson test -C "$BUILD_DIR" --setup valgrind --suite unit --no-suite vm --print-errorlogs \
         --num-processes "$JOBS"
     rc=$?
     collect "$BUILD_DIR" valgrind testlog-valgrind.json

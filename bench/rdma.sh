@@ -1,0 +1,51 @@
+#!/bin/bash
+# bench/rdma.sh: libvmio's RDMA data path against perftest on the same
+# soft-RoCE device, in one run inside the tests/vm guest (QEMU TCG: the
+# absolute figures are those of an emulated CPU; the ratios are what
+# counts). Prints a table with the issue's targets and keeps the raw files
+# in bench/out/rdma-DATE/.
+#   BUILD_DIR (default build). Each measurement runs 8 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+OUT=bench/out/rdma-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+[ -x "$BUILD_DIR/cli/vmio-bench" ] || { meson setup "$BUILD_DIR" >/dev/null && ninja -C "$BUILD_DIR"; }
+tests/vm/run.sh --build-dir "$BUILD_DIR" --mem 2048 --timeout 900 \
+    --script bench/rdma-guest.sh --out-dir "$OUT" >"$OUT/console.log" 2>&1 || {
+    tail -n 40 "$OUT/console.log"
+    echo "bench/rdma.sh: the guest run failed (console: $OUT/console.log)" >&2
+    exit 1
+}
+python3 - "$OUT/rdma-bench.txt" <<'PY'
+import sys
+v = {}
+for line in open(sys.argv[1]):
+    k, _, x = line.strip().partition("=")
+    try:
+        v[k] = float(x)
+    except ValueError:
+        pass
+def g(k):
+    return v.get(k, float("nan"))
+gib = 1 << 30
+print("RDMA data path on soft-RoCE (rxe0 in a QEMU TCG guest), 1 MiB requests, QD16")
+print(f"{'':34}{'perftest':>12}{'vmio':>12}{'ratio':>8}  target")
+rows = [("write (ib_write_bw / vmio write)", "ib_write_bw_MBps", "vmio_rdma_write_MBps", ">= 0.90"),
+        ("read  (ib_read_bw / vmio read)", "ib_read_bw_MBps", "vmio_rdma_read_MBps", ">= 0.90")]
+for name, a, b, tgt in rows:
+    print(f"{name:34}{g(a):10.1f}MB{g(b):10.1f}MB{g(b)/g(a):8.2f}  {tgt}")
+lat_a, lat_b = g("ib_send_lat_us"), g("vmio_send_lat_us")
+print(f"{'8-byte one-way latency (us)':34}{lat_a:12.2f}{lat_b:12.2f}{lat_b/lat_a:8.2f}  <= 1.10")
+print()
+print("client CPU seconds per GiB moved (vmio-bench storage, 1 MiB, QD16)")
+for rw in ("write", "read"):
+    r = g(f"vmio_rdma_{rw}_cpu_s") / (g(f"vmio_rdma_{rw}_bytes") / gib)
+    t = g(f"vmio_tcp_{rw}_cpu_s") / (g(f"vmio_tcp_{rw}_bytes") / gib)
+    print(f"  {rw:5}: RDMA {r:.3f} s/GiB, TCP {t:.3f} s/GiB, RDMA/TCP {r/t:.2f}")
+b = g("vmio_rdma_bounce_read_cpu_s") / (g("vmio_rdma_bounce_read_bytes") / gib)
+print(f"  read through bounce buffers (unregistered memory): {b:.3f} s/GiB")
+print(f"  throughput over TCP in the same guest: write {g('vmio_tcp_write_MBps'):.1f} MB/s,"
+      f" read {g('vmio_tcp_read_MBps'):.1f} MB/s")
+PY
+echo "raw results: $OUT"
