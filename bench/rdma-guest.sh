@@ -72,15 +72,15 @@ vmio-bench pingpong --connect "$A:18600" --transport rdma --busy-poll 1000 --mod
 cat $R/pp8.json
 echo "vmio_send_lat_us=$(sed -n 's/.*"median": *\([0-9.]*\).*/\1/p' $R/pp8.json | head -1)" >>$OUT
 vmio-bench pingpong --connect "$A:18600" --transport rdma --busy-poll 1000 --mode send \
-    --sizes 1..4M --iters 2000 --json >$R/pp-send.json
-vmio-bench pingpong --connect "$A:18600" --transport rdma --mode write --sizes 1..4M --iters 2000 --json >$R/pp-write.json
-vmio-bench pingpong --connect "$A:18600" --transport rdma --mode read --sizes 1..4M --iters 2000 --json >$R/pp-read.json
+    --sizes 1..1M --iters 300 --json >$R/pp-send.json
+vmio-bench pingpong --connect "$A:18600" --transport rdma --mode write --sizes 1..1M --iters 300 --json >$R/pp-write.json
+vmio-bench pingpong --connect "$A:18600" --transport rdma --mode read --sizes 1..1M --iters 300 --json >$R/pp-read.json
 kill $PP
 wait $PP 2>/dev/null
 vmio-bench pingpong --server --listen "$A:18601" --transport tcp >$R/pp-tcp.srv 2>&1 &
 PP=$!
 sleep 1
-vmio-bench pingpong --connect "$A:18601" --transport tcp --mode send --sizes 1..4M --iters 2000 --json >$R/pp-tcp.json
+vmio-bench pingpong --connect "$A:18601" --transport tcp --mode send --sizes 1..1M --iters 300 --json >$R/pp-tcp.json
 kill $PP
 wait $PP 2>/dev/null
 cat $OUT

@@ -118,6 +118,12 @@ struct rdma_t {
     int efd_set;
     int established, eof, broken, rd_shut, disconnected;
     int credit_pending;           /* a credit-only message is wanted */
+    /* Completion notification: armed while somebody may sleep on cond.
+     * Busy pollers (spinners) take completions themselves, so while one
+     * spins the event thread leaves the CQ unarmed and nobody pays for an
+     * interrupt and a thread wake-up per message. */
+    int armed;
+    unsigned spinners, sleepers;
     char reason[160];
 };
 
@@ -265,20 +271,54 @@ static void handle_wc(struct rdma_t *r, const struct ibv_wc *wc)
     pthread_cond_broadcast(&r->cond);
 }
 
-/* Poll the CQ once; returns the number of completions handled. Polling
- * and handling happen under the lock, so that two pollers never reorder
- * the receive stream. */
-static int drain_cq(struct rdma_t *r)
+/* lock held: poll the CQ once; returns the number of completions handled.
+ * Polling and handling happen under the lock, so that two pollers never
+ * reorder the receive stream. */
+static int drain_locked(struct rdma_t *r)
 {
     struct ibv_wc wc[16];
-    pthread_mutex_lock(&r->lock);
     int n = ibv_poll_cq(r->cq, 16, wc);
     for (int i = 0; i < n; i++)
         handle_wc(r, &wc[i]);
     if (n < 0)
         set_broken(r, "polling the completion queue failed");
+    return n;
+}
+
+static int drain_cq(struct rdma_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int n = drain_locked(r);
     pthread_mutex_unlock(&r->lock);
     return n;
+}
+
+/* lock held: make sure a completion will wake us (arming, then polling
+ * once for what came before the arming); 1 if that found completions. */
+static int arm(struct rdma_t *r)
+{
+    if (r->armed)
+        return 0;
+    r->armed = 1;
+    ibv_req_notify_cq(r->cq, 0);
+    return drain_locked(r) > 0;
+}
+
+/* lock held: sleep on cond (callers re-check their condition). */
+static void sleep_cond(struct rdma_t *r)
+{
+    if (arm(r))
+        return;
+    r->sleepers++;
+    pthread_cond_wait(&r->cond, &r->lock);
+    r->sleepers--;
+}
+
+/* lock held: a busy poller stops; the last one re-arms for sleepers. */
+static void spin_end(struct rdma_t *r)
+{
+    if (--r->spinners == 0 && r->sleepers > 0)
+        arm(r);
 }
 
 /* lock held: wait for cond, first spinning on the CQ if busy polling. */
@@ -286,15 +326,17 @@ static void wait_event(struct rdma_t *r, const int *flag, int want)
 {
     if (r->busy_us && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != want) {
         uint64_t end = vmio_now_ns() + (uint64_t)r->busy_us * 1000u;
+        r->spinners++;
         pthread_mutex_unlock(&r->lock);
         do {
             drain_cq(r);
         } while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != want && vmio_now_ns() < end);
         pthread_mutex_lock(&r->lock);
+        spin_end(r);
         if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == want)
             return;
     }
-    pthread_cond_wait(&r->cond, &r->lock);
+    sleep_cond(r);
 }
 
 static void handle_cm_event(struct rdma_t *r)
@@ -346,13 +388,15 @@ static void *event_main(void *arg)
             void *ctx;
             if (ibv_get_cq_event(r->cch, &cq, &ctx) == 0) {
                 ibv_ack_cq_events(cq, 1);
+                pthread_mutex_lock(&r->lock);
+                r->armed = 0;
                 for (;;) {
-                    while (drain_cq(r) > 0)
+                    while (drain_locked(r) > 0)
                         ;
-                    ibv_req_notify_cq(r->cq, 0);
-                    if (drain_cq(r) <= 0)
+                    if (r->spinners > 0 || arm(r) == 0)
                         break;
                 }
+                pthread_mutex_unlock(&r->lock);
             }
         }
         if (p[1].revents)
@@ -383,7 +427,7 @@ static int rdma_sendv(struct vmio_transport *t, struct iovec *iov, int iovcnt)
         /* The send queue has room for every send buffer plus max_rdma
          * one-sided operations, so buffers and credits are all we wait for. */
         while (!r->broken && !r->disconnected && (r->credits == 0 || r->nsfree == 0))
-            pthread_cond_wait(&r->cond, &r->lock);
+            sleep_cond(r);
         if (r->broken || r->disconnected) {
             ret = -ECONNRESET;
             break;
@@ -454,16 +498,18 @@ static void wait_data(struct rdma_t *r)
     while (!rq_nonempty(r)) {
         if (r->busy_us) {
             uint64_t end = vmio_now_ns() + (uint64_t)r->busy_us * 1000u;
+            r->spinners++;
             pthread_mutex_unlock(&r->lock);
             while (vmio_now_ns() < end) {
                 if (drain_cq(r) > 0 && __atomic_load_n(&r->rq_count, __ATOMIC_ACQUIRE))
                     break;
             }
             pthread_mutex_lock(&r->lock);
+            spin_end(r);
             if (rq_nonempty(r))
                 return;
         }
-        pthread_cond_wait(&r->cond, &r->lock);
+        sleep_cond(r);
     }
 }
 
@@ -640,7 +686,7 @@ static int one_sided(struct rdma_t *r, enum ibv_wr_opcode op, struct vmio_mr *mr
     wr.wr.rdma.rkey = rkey;
     pthread_mutex_lock(&r->lock);
     while (!r->broken && !r->disconnected && r->rdma_inflight >= r->max_rdma)
-        pthread_cond_wait(&r->cond, &r->lock);
+        sleep_cond(r);
     if (r->broken || r->disconnected) {
         pthread_mutex_unlock(&r->lock);
         return -ECONNRESET;
@@ -753,6 +799,7 @@ static int setup_qp(const char *api, struct rdma_t *r)
         return vmio_set_error_errno(api, errno, "ibv_create_cq");
     if (ibv_req_notify_cq(r->cq, 0))
         return vmio_set_error(api, EIO, "ibv_req_notify_cq failed");
+    r->armed = 1;
     struct ibv_qp_init_attr qa = {
         .send_cq = r->cq, .recv_cq = r->cq, .qp_type = IBV_QPT_RC,
         .cap = { .max_send_wr = sq, .max_recv_wr = r->nrecv, .max_send_sge = 1,

@@ -42,8 +42,15 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
-static struct pair connect_pair(const struct vmio_rdma_opts *o)
+static unsigned busy_poll_us;   /* $VMIO_TEST_BUSY_POLL: run everything busy polling */
+
+static struct pair connect_pair(const struct vmio_rdma_opts *given)
 {
+    struct vmio_rdma_opts opts = { 0 };
+    if (given)
+        opts = *given;
+    opts.busy_poll_us = busy_poll_us;
+    const struct vmio_rdma_opts *o = &opts;
     struct acceptor a = { 0 };
     uint16_t port = next_port++;
     int r = vmio_rdma_listen(API, addr, port, o, &a.l, &a.fd);
@@ -353,6 +360,8 @@ END_TEST
 int main(void)
 {
     addr = getenv("VMIO_RDMA_ADDR");
+    const char *bp = getenv("VMIO_TEST_BUSY_POLL");
+    busy_poll_us = bp ? (unsigned)strtoul(bp, NULL, 10) : 0;
     if (!addr || !vmio_rdma_available()) {
         printf("SKIP: no RDMA device (set VMIO_RDMA_ADDR to an address of one)\n");
         return 77;

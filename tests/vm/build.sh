@@ -141,7 +141,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 kdeb=$(ls "$debs/${kpkg}"_*.deb | head -1)
 
-# --- 3. the base: Debian userspace, configured (cached) ------
+# --- 3. the base: Debian userspace, configured (cached) ------------------------
 # Rebuilt when the package set or this section changes.
 base=$out/base
 section() { sed -n "/^# --- $1\\./,/^# --- $(($1 + 1))\\./p" "$0"; }

@@ -13,6 +13,9 @@ B=/vm/build
 IO=$B/tests/integration/vmio-test-io
 
 t rdma_transport_unit env CK_VERBOSITY=normal timeout 600 $B/tests/unit/test-rdma-transport
+# The same with busy polling (waiters poll the CQ, which is left unarmed).
+t rdma_transport_unit_busy_poll env CK_VERBOSITY=normal VMIO_TEST_BUSY_POLL=200 \
+    timeout 600 $B/tests/unit/test-rdma-transport
 
 W=/tmp/rdma-test
 mkdir -p $W/export
