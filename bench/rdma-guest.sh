@@ -18,11 +18,11 @@ OUT=$R/rdma-bench.txt
 : >$OUT
 
 perf_bw() { # TOOL: server and client on the same device, 1 MiB messages
-    timeout 120 $1 -R -d $D -s 1048576 -D $SECS -F >$R/$1.srv 2>&1 &
+    timeout 300 $1 -R -d $D -s 1048576 -n 250 -F >$R/$1.srv 2>&1 &
     sleep 1
-    timeout 120 $1 -R -d $D -s 1048576 -D $SECS -F $A >$R/$1.cli 2>&1
+    timeout 300 $1 -R -d $D -s 1048576 -n 250 -F $A >$R/$1.cli 2>&1
     wait
-    cat $R/$1.cli
+    cat $R/$1.cli >&2
     awk '$1 == 1048576 {print $4}' $R/$1.cli | tail -1
 }
 echo "ib_write_bw_MBps=$(perf_bw ib_write_bw)" >>$OUT
@@ -59,6 +59,18 @@ run_storage vmio_rdma_read rdma read --register
 run_storage vmio_rdma_bounce_read rdma read
 run_storage vmio_tcp_write tcp write
 run_storage vmio_tcp_read tcp read
+# The inline threshold: the same small reads and writes with every request
+# inline (rdma-inline=1M) and every one by one-sided RDMA (rdma-inline=0).
+for bs in 4k 16k 64k; do
+    for rw in read write; do
+        for mode in inline:1048576 rdma:0; do
+            name=thr_${rw}_${bs}_${mode%%:*}
+            vmio-bench storage --rw $rw --bs $bs --qd 16 --size 256M --runtime 4 --json \
+                --register "$U?transport=rdma&rdma-inline=${mode#*:}" >$R/$name.json
+            echo "${name}_MBps=$(sed -n 's/.*"mb_per_s": *\([0-9.]*\).*/\1/p' $R/$name.json)" >>$OUT
+        done
+    done
+done
 kill $VMIOD
 wait $VMIOD 2>/dev/null
 

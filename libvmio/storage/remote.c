@@ -250,8 +250,7 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
     if (r < 0)
         return r;
     /* A server that accepts and then says nothing must not hang us. */
-    struct timeval tv = { s->connect_timeout_ms / 1000, (s->connect_timeout_ms % 1000) * 1000 };
-    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    vmio_transport_set_recv_timeout(t, s->connect_timeout_ms);
 
     uint8_t buf[VMIO_WIRE_MAX_HANDSHAKE];
     struct vmio_wire_hdr h;
@@ -324,10 +323,11 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
     *rdma = (hr.features & VMIO_WIRE_F_RDMA) != 0;
     if (vmio_transport_is_rdma(t) && !*rdma)
         set_note(s, "rdma (server moves no data by RDMA: inline)");
-    tv.tv_sec = tv.tv_usec = 0;
-    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(t->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    vmio_transport_set_recv_timeout(t, 0);
+    if (!vmio_transport_is_rdma(t)) {
+        int one = 1;
+        setsockopt(t->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
     *out = t;
     return 0;
 fail:
@@ -1234,6 +1234,17 @@ static int parse_ms(const char *v, const char *name, int *out)
     return 0;
 }
 
+static int parse_uint(const char *v, const char *name, unsigned long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(v, &end, 10);
+    if (end == v || *end != '\0' || errno || v[0] == '-' || x > max)
+        return vmio_set_error(API, EINVAL, "bad %s '%s' (0..%lu)", name, v, max);
+    *out = (unsigned)x;
+    return 0;
+}
+
 static int remote_open(const struct vmio_uri *u, unsigned flags,
                        const struct vmio_open_options *opts, void **state)
 {
@@ -1296,17 +1307,12 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     if ((v = vmio_uri_get(u, "reconnect-timeout")) &&
         (r = parse_ms(v, "reconnect-timeout", &s->reconnect_timeout_ms)) < 0)
         goto fail;
-    int iv;
-    if ((v = vmio_uri_get(u, "rdma-inline"))) {
-        if ((r = parse_ms(v, "rdma-inline", &iv)) < 0)
-            goto fail;
-        s->inline_max = (uint32_t)iv;
-    }
-    if ((v = vmio_uri_get(u, "rdma-busy-poll"))) {
-        if ((r = parse_ms(v, "rdma-busy-poll", &iv)) < 0)
-            goto fail;
-        s->ropts.busy_poll_us = (unsigned)iv;
-    }
+    if ((v = vmio_uri_get(u, "rdma-inline")) &&
+        (r = parse_uint(v, "rdma-inline", VMIO_WIRE_MAX_IO, &s->inline_max)) < 0)
+        goto fail;
+    if ((v = vmio_uri_get(u, "rdma-busy-poll")) &&
+        (r = parse_uint(v, "rdma-busy-poll", 1000000, &s->ropts.busy_poll_us)) < 0)
+        goto fail;
     const char *sf = opts->secret_file;
     if (!sf)
         sf = vmio_uri_get(u, "secret-file");

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
@@ -41,6 +42,9 @@
 #define CONN_MAGIC 0x444d5256u       /* "VRMD" */
 #define CONN_VERSION 1u
 #define CONN_PRIV_SIZE 16u
+/* Busy pollers read the clock only every so many polls: where the clock
+ * source is not the TSC (virtual machines), reading it is a system call. */
+#define SPIN_CLOCK_EVERY 64u
 #define WR_SEND_TAG (1ull << 63)     /* wr_id of a SEND: tag | buffer */
 #define WR_RECV_TAG (1ull << 62)     /* of a RECV: tag | buffer; else a waiter */
 
@@ -124,6 +128,7 @@ struct rdma_t {
      * interrupt and a thread wake-up per message. */
     int armed;
     unsigned spinners, sleepers;
+    int recv_timeout_ms;          /* 0 = wait for ever */
     char reason[160];
 };
 
@@ -304,14 +309,32 @@ static int arm(struct rdma_t *r)
     return drain_locked(r) > 0;
 }
 
-/* lock held: sleep on cond (callers re-check their condition). */
-static void sleep_cond(struct rdma_t *r)
+/* A busy poller's time check: the clock is read for the first time only
+ * after SPIN_CLOCK_EVERY polls, so a quick answer costs no clock read. */
+static int spin_expired(const struct rdma_t *r, uint64_t *end)
+{
+    uint64_t now = vmio_now_ns();
+    if (*end == 0)
+        *end = now + (uint64_t)r->busy_us * 1000u;
+    return now >= *end;
+}
+
+/* lock held: sleep on cond (callers re-check their condition), until
+ * deadline if given; ETIMEDOUT when it passed. */
+static int sleep_cond_until(struct rdma_t *r, const struct timespec *deadline)
 {
     if (arm(r))
-        return;
+        return 0;
     r->sleepers++;
-    pthread_cond_wait(&r->cond, &r->lock);
+    int e = deadline ? pthread_cond_timedwait(&r->cond, &r->lock, deadline)
+                     : pthread_cond_wait(&r->cond, &r->lock);
     r->sleepers--;
+    return e;
+}
+
+static void sleep_cond(struct rdma_t *r)
+{
+    sleep_cond_until(r, NULL);
 }
 
 /* lock held: a busy poller stops; the last one re-arms for sleepers. */
@@ -325,12 +348,14 @@ static void spin_end(struct rdma_t *r)
 static void wait_event(struct rdma_t *r, const int *flag, int want)
 {
     if (r->busy_us && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != want) {
-        uint64_t end = vmio_now_ns() + (uint64_t)r->busy_us * 1000u;
+        uint64_t end = 0;
         r->spinners++;
         pthread_mutex_unlock(&r->lock);
-        do {
+        for (unsigned i = 1; __atomic_load_n(flag, __ATOMIC_ACQUIRE) != want; i++) {
             drain_cq(r);
-        } while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != want && vmio_now_ns() < end);
+            if (i % SPIN_CLOCK_EVERY == 0 && spin_expired(r, &end))
+                break;
+        }
         pthread_mutex_lock(&r->lock);
         spin_end(r);
         if (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == want)
@@ -492,34 +517,51 @@ static int rq_nonempty(struct rdma_t *r)
     return r->rq_count > 0 || r->eof || r->broken || r->rd_shut;
 }
 
-/* lock held: wait until data, end or an error. */
-static void wait_data(struct rdma_t *r)
+/* lock held: wait until data, end or an error: 0, or -EAGAIN when the
+ * receive timeout passed (as SO_RCVTIMEO does for TCP). */
+static int wait_data(struct rdma_t *r)
 {
+    struct timespec dl, *deadline = NULL;
+    if (r->recv_timeout_ms > 0 && !rq_nonempty(r)) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += r->recv_timeout_ms / 1000;
+        dl.tv_nsec += (long)(r->recv_timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        deadline = &dl;
+    }
     while (!rq_nonempty(r)) {
         if (r->busy_us) {
-            uint64_t end = vmio_now_ns() + (uint64_t)r->busy_us * 1000u;
+            uint64_t end = 0;
             r->spinners++;
             pthread_mutex_unlock(&r->lock);
-            while (vmio_now_ns() < end) {
+            for (unsigned i = 1;; i++) {
                 if (drain_cq(r) > 0 && __atomic_load_n(&r->rq_count, __ATOMIC_ACQUIRE))
+                    break;
+                if (i % SPIN_CLOCK_EVERY == 0 && spin_expired(r, &end))
                     break;
             }
             pthread_mutex_lock(&r->lock);
             spin_end(r);
             if (rq_nonempty(r))
-                return;
+                return 0;
         }
-        sleep_cond(r);
+        if (sleep_cond_until(r, deadline) == ETIMEDOUT && !rq_nonempty(r))
+            return -EAGAIN;
     }
+    return 0;
 }
 
 static long rdma_recv_some(struct vmio_transport *t, void *buf, size_t len)
 {
     struct rdma_t *r = (struct rdma_t *)t;
     pthread_mutex_lock(&r->lock);
-    wait_data(r);
-    long ret;
-    if (r->rq_count > 0 && !r->rd_shut)
+    long ret = wait_data(r);
+    if (ret < 0)
+        ;
+    else if (r->rq_count > 0 && !r->rd_shut)
         ret = (long)take(r, buf, len);
     else
         ret = r->rd_shut ? -EPIPE : broken_errno(r);
@@ -534,7 +576,8 @@ static int rdma_recv(struct vmio_transport *t, void *buf, size_t len)
     int ret = 0;
     pthread_mutex_lock(&r->lock);
     while (len > 0) {
-        wait_data(r);
+        if ((ret = wait_data(r)) < 0)
+            break;
         if (r->rd_shut || r->rq_count == 0) {
             ret = r->rd_shut ? -EPIPE : broken_errno(r);
             break;
@@ -566,6 +609,14 @@ static void rdma_shutdown(struct vmio_transport *t)
     pthread_mutex_unlock(&r->lock);
     if (disc)
         rdma_disconnect(r->id);
+}
+
+static void rdma_set_recv_timeout(struct vmio_transport *t, int ms)
+{
+    struct rdma_t *r = (struct rdma_t *)t;
+    pthread_mutex_lock(&r->lock);
+    r->recv_timeout_ms = ms;
+    pthread_mutex_unlock(&r->lock);
 }
 
 static void rdma_shutdown_read(struct vmio_transport *t)
@@ -728,6 +779,7 @@ static const struct vmio_transport_ops rdma_ops = {
     .readable = rdma_readable,
     .shutdown = rdma_shutdown,
     .shutdown_read = rdma_shutdown_read,
+    .set_recv_timeout = rdma_set_recv_timeout,
     .close = rdma_close,
     .mr_reg = rdma_mr_reg,
     .rdma_write = rdma_write_op,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -80,6 +81,12 @@ static void tcp_shutdown(struct vmio_transport *t)
     shutdown(t->fd, SHUT_RDWR);
 }
 
+static void tcp_set_recv_timeout(struct vmio_transport *t, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 static void tcp_shutdown_read(struct vmio_transport *t)
 {
     shutdown(t->fd, SHUT_RD);
@@ -100,6 +107,7 @@ static const struct vmio_transport_ops tcp_ops = {
     .readable = tcp_readable,
     .shutdown = tcp_shutdown,
     .shutdown_read = tcp_shutdown_read,
+    .set_recv_timeout = tcp_set_recv_timeout,
     .close = tcp_close,
 };
 

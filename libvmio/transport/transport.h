@@ -31,6 +31,9 @@ struct vmio_transport_ops {
     /* Stop receiving: blocked and later recv calls return -EPIPE; sends
      * still go out. */
     void (*shutdown_read)(struct vmio_transport *t);
+    /* recv/recv_some give up with -EAGAIN after ms without data (0 = wait
+     * for ever). */
+    void (*set_recv_timeout)(struct vmio_transport *t, int ms);
     void (*close)(struct vmio_transport *t);
 
     /* One-sided data movement; NULL on stream-only transports (TCP).
@@ -87,6 +90,10 @@ static inline int vmio_transport_readable(struct vmio_transport *t)
 static inline void vmio_transport_shutdown_read(struct vmio_transport *t)
 {
     t->ops->shutdown_read(t);
+}
+static inline void vmio_transport_set_recv_timeout(struct vmio_transport *t, int ms)
+{
+    t->ops->set_recv_timeout(t, ms);
 }
 static inline int vmio_transport_is_rdma(const struct vmio_transport *t)
 {

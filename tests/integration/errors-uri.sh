@@ -36,6 +36,8 @@ src_fails "invalid character in URI host"      "vmio://bad!host/img/x"
 # transport=rdma never falls back: no device here (or no RDMA in the build)
 src_fails "(RDMA is not available|no RDMA device|RDMA transport is not built in)" \
     "vmio://127.0.0.1/img/x?transport=rdma"
+src_fails "bad rdma-inline '-1'"                "vmio://127.0.0.1/img/x?rdma-inline=-1"
+src_fails "bad rdma-busy-poll 'x'"             "vmio://127.0.0.1/img/x?rdma-busy-poll=x"
 src_fails "unknown transport 'udp'"            "vmio://127.0.0.1/img/x?transport=udp"
 src_fails "cannot name a remote host"          "file://otherhost/tmp/x"
 src_fails "cannot connect to 127.0.0.1 port $DEAD_PORT: Connection refused" \

@@ -6,6 +6,7 @@
  * soft-RoCE); exits 77 (skip) without one. */
 #include <poll.h>
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "test-common.h"
 
@@ -347,6 +348,31 @@ START_TEST(test_peer_dies)
 }
 END_TEST
 
+/* Registration beyond the locked-memory limit fails with a message that
+ * names RLIMIT_MEMLOCK (Check runs each test in its own process, so the
+ * limit and the lost privileges stay here). */
+START_TEST(test_memlock_limit)
+{
+    struct rlimit rl = { 1u << 20, 1u << 20 };
+    ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+    if (getuid() == 0) {    /* root ignores the limit (CAP_IPC_LOCK) */
+        ck_assert_int_eq(setgid(65534), 0);
+        ck_assert_int_eq(setuid(65534), 0);
+    }
+    struct vmio_rdma_opts o = { .recv_depth = 2, .msg_size = 256 };
+    struct pair p = connect_pair(&o);
+    size_t len = 16u << 20;
+    char *buf = aligned_alloc(4096, len);
+    memset(buf, 1, len);
+    struct vmio_mr *mr = NULL;
+    int r = p.c->ops->mr_reg(p.c, buf, len, &mr);
+    ck_assert_msg(r == -ENOMEM || r == -EPERM || r == -EAGAIN, "mr_reg gave %d", r);
+    ck_assert_msg(strstr(vmio_errmsg(), "RLIMIT_MEMLOCK") != NULL, "%s", vmio_errmsg());
+    close_pair(&p);
+    free(buf);
+}
+END_TEST
+
 /* Nobody listens: a clear refusal, fast. */
 START_TEST(test_refused)
 {
@@ -376,6 +402,7 @@ int main(void)
     tcase_add_test(tc, test_one_sided_threads);
     tcase_add_test(tc, test_bad_rkey);
     tcase_add_test(tc, test_peer_dies);
+    tcase_add_test(tc, test_memlock_limit);
     suite_add_tcase(s, tc);
     return test_run(s);
 }

@@ -114,3 +114,23 @@ t copy_survives_server_kill sh -c "[ $rc -eq 0 ] && cmp $W/big.copy $W/export/bi
 kill $VMIOD
 wait $VMIOD 2>/dev/null
 tail -n 5 $W/vmiod.log
+
+# vmio-bench pingpong over RDMA: every mode, sizes 1 B..1 MiB, data checked
+# on both ends (integrity "ok" in every JSON line), busy polling and not.
+vmio-bench pingpong --server --listen "$A:18700" --transport rdma >$W/pp-server.log 2>&1 &
+PPS=$!
+sleep 1
+pingpong_ok() { # MODE [OPTIONS]
+    _m=$1
+    shift
+    vmio-bench pingpong --connect "$A:18700" --transport rdma --mode $_m --sizes 1..1M \
+        --iters 20 --json "$@" >$W/pp-$_m.json || return 1
+    tail -n 1 $W/pp-$_m.json
+    [ "$(grep -c '"integrity": "ok"' $W/pp-$_m.json)" -eq 21 ]
+}
+t pingpong_rdma_send pingpong_ok send
+t pingpong_rdma_send_busy_poll pingpong_ok send --busy-poll 100
+t pingpong_rdma_write pingpong_ok write --qd 4
+t pingpong_rdma_read pingpong_ok read --qd 4
+kill $PPS
+wait $PPS 2>/dev/null
