@@ -61,7 +61,7 @@ run_storage vmio_tcp_write tcp write
 run_storage vmio_tcp_read tcp read
 # The inline threshold: the same small reads and writes with every request
 # inline (rdma-inline=1M) and every one by one-sided RDMA (rdma-inline=0).
-for bs in 4k 16k 64k; do
+for bs in 4k 16k 64k 256k; do
     for rw in read write; do
         for mode in inline:1048576 rdma:0; do
             name=thr_${rw}_${bs}_${mode%%:*}

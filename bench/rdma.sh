@@ -49,7 +49,7 @@ print(f"  read through bounce buffers (unregistered memory): {b:.3f} s/GiB")
 print()
 print("inline threshold: MB/s at QD16, every request inline / every one by one-sided RDMA")
 for rw in ("read", "write"):
-    for bs in ("4k", "16k", "64k"):
+    for bs in ("4k", "16k", "64k", "256k"):
         i, r = g(f"thr_{rw}_{bs}_inline_MBps"), g(f"thr_{rw}_{bs}_rdma_MBps")
         print(f"  {rw:5} {bs:>4}: inline {i:8.1f}  rdma {r:8.1f}  rdma/inline {r/i:5.2f}")
 print(f"  throughput over TCP in the same guest: write {g('vmio_tcp_write_MBps'):.1f} MB/s,"

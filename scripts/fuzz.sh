@@ -16,7 +16,7 @@ cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 build=${BUILD_DIR:-build-fuzz}
-targets=${*:-wire uri}
+targets=${*:-wire uri rdma-conn}
 
 if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz.sh: clang not found (apt-get install clang libclang-rt-14-dev)" >&2

@@ -137,7 +137,7 @@ struct remote_state {
 enum { TM_TCP, TM_RDMA, TM_AUTO };
 #define BOUNCE_SLOTS 8u
 #define BOUNCE_SIZE (1u << 20)
-#define INLINE_DEFAULT (16u << 10)
+#define INLINE_DEFAULT (64u << 10)   /* measured: bench/rdma.sh, docs/performance.md */
 
 /* A region the caller registered; mr is re-made when the connection's
  * device changes. */

@@ -36,12 +36,11 @@
 #include <rdma/rdma_cma.h>
 
 #include "core/internal.h"
+#include "transport/rdma-conn.h"
 #include "transport/transport.h"
 
 #define CTRL_SLOTS 4u
-#define CONN_MAGIC 0x444d5256u       /* "VRMD" */
-#define CONN_VERSION 1u
-#define CONN_PRIV_SIZE 16u
+#define CONN_PRIV_SIZE VMIO_RDMA_CONN_SIZE
 /* Busy pollers read the clock only every so many polls: where the clock
  * source is not the TSC (virtual machines), reading it is a system call. */
 #define SPIN_CLOCK_EVERY 64u
@@ -880,29 +879,20 @@ static int setup_qp(const char *api, struct rdma_t *r)
 
 static void priv_encode(uint8_t out[CONN_PRIV_SIZE], const struct rdma_t *r)
 {
-    memset(out, 0, CONN_PRIV_SIZE);
-    uint32_t v[4] = { htonl(CONN_MAGIC), htonl(CONN_VERSION), htonl(r->depth), htonl(r->msg) };
-    memcpy(out, v, sizeof v);
+    struct vmio_rdma_conn c = { r->depth, r->msg };
+    vmio_rdma_conn_encode(out, &c);
 }
 
 /* Check the peer's connection data; sets credits and peer_msg. */
 static int priv_decode(const char *api, struct rdma_t *r, const void *data, uint8_t len)
 {
-    uint32_t v[4];
-    if (!data || len < CONN_PRIV_SIZE)
-        return vmio_set_error(api, EPROTO, "%s: peer did not send vmio connection data",
-                              r->base.peer);
-    memcpy(v, data, sizeof v);
-    if (ntohl(v[0]) != CONN_MAGIC || ntohl(v[1]) != CONN_VERSION)
-        return vmio_set_error(api, EPROTO, "%s: not a vmio RDMA peer (magic %08x version %u)",
-                              r->base.peer, ntohl(v[0]), ntohl(v[1]));
-    uint32_t depth = ntohl(v[2]), msg = ntohl(v[3]);
-    if (depth < 2 || depth > 4096 || msg < 256 || msg > (16u << 20))
-        return vmio_set_error(api, EPROTO, "%s: bad RDMA connection data (depth %u, message "
-                              "size %u)", r->base.peer, depth, msg);
-    r->credits = depth;
-    r->peer_msg = msg;
-    return 0;
+    struct vmio_rdma_conn c;
+    int ret = vmio_rdma_conn_decode(api, r->base.peer, data, len, &c);
+    if (ret == 0) {
+        r->credits = c.depth;
+        r->peer_msg = c.msg;
+    }
+    return ret;
 }
 
 static int start_thread(const char *api, struct rdma_t *r)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (corpus-wire/, corpus-uri/,
-corpus-gfarm-helper/, corpus-gfarm-routes/).
+corpus-gfarm-helper/, corpus-gfarm-routes/, corpus-rdma-conn/).
 
 The frames are laid out here from docs/protocol.md (and the gfarm helper
 messages from libvmio/storage/gfarm-helper-proto.h) with struct.pack, not
@@ -231,7 +231,27 @@ URI_SEEDS = [
 ]
 
 
+def rdma_conn_seeds():
+    ok = struct.pack('>IIII', 0x444d5256, 1, 64, 65536)
+    return {
+        'valid': ok,
+        'valid-padded': struct.pack('>IIII', 0x444d5256, 1, 2, 256) + bytes(40),
+        'bad-magic': struct.pack('>IIII', 0x12345678, 1, 64, 65536),
+        'bad-version': struct.pack('>IIII', 0x444d5256, 2, 64, 65536),
+        'depth-zero': struct.pack('>IIII', 0x444d5256, 1, 0, 65536),
+        'msg-huge': struct.pack('>IIII', 0x444d5256, 1, 64, 0xffffffff),
+        'short': ok[:12],
+        'empty': b'',
+    }
+
+
 def main():
+    cdir = os.path.join(HERE, 'corpus-rdma-conn')
+    shutil.rmtree(cdir, ignore_errors=True)
+    os.makedirs(cdir)
+    for name, data in sorted(rdma_conn_seeds().items()):
+        with open(os.path.join(cdir, name), 'wb') as f:
+            f.write(data)
     wdir = os.path.join(HERE, 'corpus-wire')
     udir = os.path.join(HERE, 'corpus-uri')
     hdir = os.path.join(HERE, 'corpus-gfarm-helper')
