@@ -521,6 +521,11 @@ static int rdma_target(struct remote_state *s, struct vmio_transport *t, struct 
     return 0;
 }
 
+/* Error injection for the tests (internal, not exported): the next N
+ * one-sided requests name a wrong remote key, so the server's RDMA
+ * operation fails and the queue pair goes into the error state. */
+unsigned vmio_remote_inject_bad_rkey;
+
 /* Send one part on t. Caller holds send_lock. */
 static int send_part(struct remote_state *s, struct vmio_transport *t, struct rpart *p)
 {
@@ -538,6 +543,13 @@ static int send_part(struct remote_state *s, struct vmio_transport *t, struct rp
                                    .flags = p->flags };
         p->via_rdma = s->t_rdma && p->length > s->inline_max &&
                       rdma_target(s, t, p, &io.addr, &io.rkey) == 0;
+        unsigned inj = p->via_rdma ? __atomic_load_n(&vmio_remote_inject_bad_rkey,
+                                                     __ATOMIC_RELAXED) : 0;
+        while (inj && !__atomic_compare_exchange_n(&vmio_remote_inject_bad_rkey, &inj, inj - 1,
+                                                   0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
+        if (inj)
+            io.rkey ^= 0x5a5a00u;
         blen = vmio_wire_encode_io(hb + VMIO_WIRE_HDR_SIZE, &io);
         if (p->type == VMIO_WIRE_WRITE && !p->via_rdma) {
             ndata = iov_slice(p->op->iov, p->op->iovcnt, p->iov_skip, p->length, stackv + 1,

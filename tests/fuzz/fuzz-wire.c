@@ -178,7 +178,10 @@ static void fuzz_request(const struct vmio_wire_hdr *h, const uint8_t *b, uint32
         CHECK(q.u.io.offset + q.u.io.length <= (uint64_t)INT64_MAX);
         CHECK(vmio_wire_encode_io(out, &q.u.io) == VMIO_WIRE_IO_BODY);
         CHECK(memcmp(out, b, VMIO_WIRE_IO_BODY) == 0);
-        if (h->type == VMIO_WIRE_WRITE) {
+        if (h->type == VMIO_WIRE_WRITE && q.u.io.rkey != 0) {
+            /* Data by RDMA READ: no payload in the frame. */
+            CHECK(h->length == VMIO_WIRE_IO_BODY && q.data == NULL);
+        } else if (h->type == VMIO_WIRE_WRITE) {
             CHECK(h->length == VMIO_WIRE_IO_BODY + q.u.io.length);
             CHECK(q.data == b + VMIO_WIRE_IO_BODY);
             /* Touch the payload: a sanitizer sees any overrun. */

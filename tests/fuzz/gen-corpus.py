@@ -79,6 +79,8 @@ def wire_seeds():
     s['read-overflow'] = hdr(T['READ'], io((1 << 64) - 1, 16), ident=10)
     s['read-zero'] = hdr(T['READ'], io(0, 0), ident=10)
     s['read-rkey'] = hdr(T['READ'], io(0, 512, addr=0x7f0000001000, rkey=0x1234), ident=10)
+    s['write-rdma'] = hdr(T['WRITE'], io(0, 512, addr=0x7f0000001000, rkey=0x1234), ident=11)
+    s['write-rdma-payload'] = hdr(T['WRITE'], io(0, 4, rkey=0x1234) + b'abcd', ident=11)
     s['read-flags'] = hdr(T['READ'], io(0, 512, flags=0x80), ident=10)
     s['read-status'] = hdr(T['READ'], io(0, 512), ident=10, status=5)
     s['read-payload'] = hdr(T['READ'], io(0, 4) + b'abcd', ident=10)

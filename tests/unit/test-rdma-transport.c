@@ -12,6 +12,9 @@
 
 #include "transport/transport.h"
 
+#include <sys/stat.h>
+#include <vmio/vmio.h>
+
 #define MIN_(a, b) ((a) < (b) ? (a) : (b))
 
 #define API "test"
@@ -373,6 +376,69 @@ START_TEST(test_memlock_limit)
 }
 END_TEST
 
+/* A queue-pair error in the middle of storage traffic: the client names a
+ * wrong remote key once, the server's RDMA WRITE fails and the connection
+ * is torn down; the client reconnects, resends, and every byte read is
+ * right. The server keeps serving. */
+extern unsigned vmio_remote_inject_bad_rkey;
+
+START_TEST(test_storage_qp_error_recovers)
+{
+    char dir[256];
+    test_mkdtemp(dir, sizeof dir);
+    char path[300], secret[300];
+    snprintf(path, sizeof path, "%s/img.raw", dir);
+    snprintf(secret, sizeof secret, "%s/secret", dir);
+    size_t len = 8u << 20;
+    char *data = malloc(len), *got = aligned_alloc(4096, len);
+    test_fill(data, len, 0, 5);
+    FILE *fp = fopen(path, "w");
+    ck_assert(fp && fwrite(data, 1, len, fp) == len);
+    fclose(fp);
+    fp = fopen(secret, "w");
+    ck_assert(fp && fputs("qp-error-test-secret-0123", fp) >= 0);
+    fclose(fp);
+    chmod(secret, 0600);
+
+    vmio_server *srv;
+    ck_assert_int_eq(vmio_server_new(&srv), 0);
+    ck_assert_int_eq(vmio_server_set_secret_file(srv, secret), 0);
+    ck_assert_int_eq(vmio_server_add_export(srv, "img", dir, 0), 0);
+    ck_assert_int_eq(vmio_server_listen(srv, addr, 0), 0);
+    int port = vmio_server_port(srv);
+    ck_assert_msg(vmio_server_listen_rdma(srv, addr, (uint16_t)port) == 0, "%s", vmio_errmsg());
+    ck_assert_int_eq(vmio_server_start(srv), 0);
+
+    char uri[400];
+    snprintf(uri, sizeof uri, "vmio://%s:%d/img/img.raw?transport=rdma", addr, port);
+    struct vmio_open_options oo = { .struct_size = sizeof oo, .secret_file = secret };
+    vmio_file *f;
+    ck_assert_msg(vmio_open_ex(uri, VMIO_O_RDONLY, &oo, &f) == 0, "%s", vmio_errmsg());
+    ck_assert_int_eq(vmio_register_memory(f, got, len), 0);
+    __atomic_store_n(&vmio_remote_inject_bad_rkey, 1, __ATOMIC_RELAXED);
+    memset(got, 0, len);
+    ck_assert_msg(vmio_pread(f, got, len, 0) == 0, "%s", vmio_errmsg());
+    ck_assert_int_eq(test_check(got, len, 0, 5), -1);
+    struct vmio_file_stats st = { .struct_size = sizeof st };
+    ck_assert_int_eq(vmio_get_stats(f, &st), 0);
+    ck_assert_msg(st.reconnects >= 1, "no reconnect after the QP error");
+    ck_assert_msg(strcmp(st.transport, "rdma") == 0, "transport '%s'", st.transport);
+    ck_assert(st.rdma_bytes >= len);
+    ck_assert_int_eq(vmio_close(f), 0);
+    /* Another client is served normally. */
+    ck_assert_msg(vmio_open_ex(uri, VMIO_O_RDONLY, &oo, &f) == 0, "%s", vmio_errmsg());
+    memset(got, 0, len);
+    ck_assert_int_eq(vmio_pread(f, got, len, 0), 0);
+    ck_assert_int_eq(test_check(got, len, 0, 5), -1);
+    ck_assert_int_eq(vmio_close(f), 0);
+    ck_assert_int_eq(vmio_server_stop(srv), 0);
+    vmio_server_free(srv);
+    test_rmtree(dir);
+    free(data);
+    free(got);
+}
+END_TEST
+
 /* Nobody listens: a clear refusal, fast. */
 START_TEST(test_refused)
 {
@@ -403,6 +469,7 @@ int main(void)
     tcase_add_test(tc, test_bad_rkey);
     tcase_add_test(tc, test_peer_dies);
     tcase_add_test(tc, test_memlock_limit);
+    tcase_add_test(tc, test_storage_qp_error_recovers);
     suite_add_tcase(s, tc);
     return test_run(s);
 }

@@ -31,7 +31,7 @@ start_vmiod() { # ARGS: extra vmiod options
     vm_wait 10 grep -q "listening for RDMA\|listening on" $W/vmiod.log
     sleep 0.3
 }
-start_vmiod --rdma on
+start_vmiod            # default --rdma auto: RDMA where a device serves the address
 U="vmio://$A/img"
 
 # Reads: registered buffer (zero-copy), unregistered (bounce), small (inline).
