@@ -164,6 +164,8 @@ struct vmio_file_stats {
     uint64_t bounce_bytes;    /* one-sided RDMA through a bounce buffer */
     uint64_t inline_bytes;    /* in the message stream (TCP, small I/O) */
     char transport[160];      /* "rdma", "tcp", "tcp (RDMA failed: ...)" */
+    uint64_t regcache_hits;   /* rdma-regcache: buffers found registered */
+    uint64_t regcache_misses; /* rdma-regcache: buffers registered on use */
 };
 VMIO_API int vmio_get_stats(vmio_file *file, struct vmio_file_stats *stats);
 
@@ -176,7 +178,10 @@ VMIO_API int vmio_get_stats(vmio_file *file, struct vmio_file_stats *stats);
  * registration (file://); -ENOMEM/-EPERM with a message naming
  * RLIMIT_MEMLOCK when the locked-memory limit is too small. Since 0.2. */
 VMIO_API int vmio_register_memory(vmio_file *file, void *addr, size_t len);
-/* Drop a registration made at addr; no I/O may use it any more. */
+/* Drop a registration made at addr, and any registration the
+ * rdma-regcache URI option cached for memory containing addr (call it
+ * before freeing such memory); no I/O may use it any more. -EBUSY when
+ * requests in flight still use it. */
 VMIO_API int vmio_unregister_memory(vmio_file *file, void *addr);
 
 #ifdef __cplusplus

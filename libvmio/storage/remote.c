@@ -62,6 +62,7 @@ struct rpart {
     uint32_t flags;
     size_t iov_skip;        /* where this part's data starts in the op's iov */
     int slot;               /* bounce slot held, or -1 (s->lock) */
+    struct rcache_ent *cent;/* registration cache entry in use (s->lock) */
     int via_rdma;           /* sent with a buffer for one-sided RDMA */
     struct rop *op;
     struct rpart *hnext;    /* in-flight hash chain */
@@ -132,6 +133,23 @@ struct remote_state {
     struct vmio_mr *bounce_mr;
     uint32_t bounce_used;       /* bitmap (lock) */
     uint64_t rdma_bytes, bounce_bytes, inline_bytes;
+    struct rcache_ent *rcache;  /* registration cache (lock) */
+    unsigned rcache_n, rcache_max;
+    uint64_t rcache_tick, rcache_hits, rcache_misses;
+};
+
+/* The opt-in registration cache (rdma-regcache=N): caller buffers that were
+ * not registered are registered on first use (whole pages) and kept, up to
+ * N regions, least recently used evicted. Only for callers whose buffers
+ * stay mapped while the handle is open: a region unmapped and mapped again
+ * would keep the old pages registered. */
+struct rcache_ent {
+    char *base;
+    size_t len;
+    struct vmio_mr *mr;
+    unsigned refs;          /* parts in flight using it */
+    uint64_t used;          /* LRU tick */
+    struct rcache_ent *next;
 };
 
 enum { TM_TCP, TM_RDMA, TM_AUTO };
@@ -379,6 +397,10 @@ static void op_finish(struct rop *op)
 /* Give back a part's bounce slot. Caller holds s->lock. */
 static void part_release(struct remote_state *s, struct rpart *p)
 {
+    if (p->cent) {
+        p->cent->refs--;
+        p->cent = NULL;
+    }
     if (p->slot >= 0) {
         s->bounce_used &= ~(1u << p->slot);
         p->slot = -1;
@@ -456,6 +478,57 @@ static struct vmio_mr *find_reg(struct remote_state *s, struct vmio_transport *t
     return NULL;
 }
 
+static void rcache_drop(struct remote_state *s, struct rcache_ent **pp)
+{
+    struct rcache_ent *e = *pp;
+    *pp = e->next;
+    vmio_mr_dereg(e->mr);
+    free(e);
+    s->rcache_n--;
+}
+
+/* The cache entry covering [addr, addr+len) on t's device, registering it
+ * on a miss; NULL when the cache is off or registration failed. s->lock
+ * held. */
+static struct rcache_ent *rcache_get(struct remote_state *s, struct vmio_transport *t,
+                                     char *addr, size_t len)
+{
+    if (!s->rcache_max)
+        return NULL;
+    for (struct rcache_ent *e = s->rcache; e; e = e->next) {
+        if (addr >= e->base && addr + len <= e->base + e->len && e->mr->domain == t->domain) {
+            e->used = ++s->rcache_tick;
+            s->rcache_hits++;
+            return e;
+        }
+    }
+    /* Make room: the least recently used idle entry goes. */
+    while (s->rcache_n >= s->rcache_max) {
+        struct rcache_ent **victim = NULL;
+        for (struct rcache_ent **pp = &s->rcache; *pp; pp = &(*pp)->next)
+            if ((*pp)->refs == 0 && (!victim || (*pp)->used < (*victim)->used))
+                victim = pp;
+        if (!victim)
+            return NULL;    /* all in use: bounce this one */
+        rcache_drop(s, victim);
+    }
+    uintptr_t a = (uintptr_t)addr & ~(uintptr_t)4095;
+    uintptr_t end = ((uintptr_t)addr + len + 4095) & ~(uintptr_t)4095;
+    struct rcache_ent *e = calloc(1, sizeof *e);
+    if (!e || t->ops->mr_reg(t, (void *)a, end - a, &e->mr) < 0) {
+        free(e);
+        return NULL;
+    }
+    e->base = (char *)a;
+    e->len = end - a;
+    e->used = ++s->rcache_tick;
+    e->next = s->rcache;
+    s->rcache = e;
+    s->rcache_n++;
+    s->rcache_misses++;
+    return e;
+}
+
 /* Choose the buffer the server moves a READ/WRITE part's data to or from:
  * the caller's registered memory, or a bounce slot. Returns 0 with
  * addr and rkey set, or -1 to send the data inline. Caller holds send_lock. */
@@ -470,9 +543,19 @@ static int rdma_target(struct remote_state *s, struct vmio_transport *t, struct 
         i++;
     }
     pthread_mutex_lock(&s->lock);
+    if (p->cent) {          /* resent after a reconnect: look again */
+        p->cent->refs--;
+        p->cent = NULL;
+    }
     if (i < p->op->iovcnt && iov[i].iov_len - skip >= p->length) {
         char *base = (char *)iov[i].iov_base + skip;
         struct vmio_mr *mr = find_reg(s, t, base, p->length);
+        struct rcache_ent *e = mr ? NULL : rcache_get(s, t, base, p->length);
+        if (e) {
+            e->refs++;
+            p->cent = e;
+            mr = e->mr;
+        }
         if (mr) {
             pthread_mutex_unlock(&s->lock);
             *addr = (uintptr_t)base;
@@ -1219,6 +1302,8 @@ static void state_free(struct remote_state *s)
         vmio_mr_dereg(m->mr);
         free(m);
     }
+    while (s->rcache)
+        rcache_drop(s, &s->rcache);
     vmio_mr_dereg(s->bounce_mr);
     free(s->bounce);
     free(s->host);
@@ -1262,7 +1347,7 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
 {
     static const char *const allowed[] = { "secret-file", "transport", "timeout",
                                            "reconnect-timeout", "rdma-inline",
-                                           "rdma-busy-poll", NULL };
+                                           "rdma-busy-poll", "rdma-regcache", NULL };
     int r = vmio_uri_check_opts(API, u, allowed);
     if (r < 0)
         return r;
@@ -1321,6 +1406,9 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
         goto fail;
     if ((v = vmio_uri_get(u, "rdma-inline")) &&
         (r = parse_uint(v, "rdma-inline", VMIO_WIRE_MAX_IO, &s->inline_max)) < 0)
+        goto fail;
+    if ((v = vmio_uri_get(u, "rdma-regcache")) &&
+        (r = parse_uint(v, "rdma-regcache", 65536, &s->rcache_max)) < 0)
         goto fail;
     if ((v = vmio_uri_get(u, "rdma-busy-poll")) &&
         (r = parse_uint(v, "rdma-busy-poll", 1000000, &s->ropts.busy_poll_us)) < 0)
@@ -1396,6 +1484,8 @@ static void remote_stats(void *st, struct vmio_file_stats *out)
     out->rdma_bytes = s->rdma_bytes;
     out->bounce_bytes = s->bounce_bytes;
     out->inline_bytes = s->inline_bytes;
+    out->regcache_hits = s->rcache_hits;
+    out->regcache_misses = s->rcache_misses;
     snprintf(out->transport, sizeof out->transport, "%s", s->tnote);
     pthread_mutex_unlock(&s->lock);
 }
@@ -1438,7 +1528,27 @@ static int remote_unregister_memory(void *st, void *addr)
     struct mreg *m = *pp;
     if (m)
         *pp = m->next;
+    /* Also forget cached registrations of that memory (the caller is about
+     * to free it). */
+    int cached = 0, busy = 0;
+    for (struct rcache_ent **cp = &s->rcache; *cp;) {
+        if ((char *)addr >= (*cp)->base && (char *)addr < (*cp)->base + (*cp)->len) {
+            if ((*cp)->refs) {
+                busy = 1;
+                cp = &(*cp)->next;
+            } else {
+                rcache_drop(s, cp);
+                cached = 1;
+            }
+        } else {
+            cp = &(*cp)->next;
+        }
+    }
     pthread_mutex_unlock(&s->lock);
+    if (busy)
+        return vmio_set_error(API, EBUSY, "memory at %p is in use by requests in flight", addr);
+    if (!m && cached)
+        return 0;
     if (!m)
         return vmio_set_error(API, ENOENT, "no memory registered at %p", addr);
     vmio_mr_dereg(m->mr);

@@ -382,38 +382,64 @@ END_TEST
  * right. The server keeps serving. */
 extern unsigned vmio_remote_inject_bad_rkey;
 
-START_TEST(test_storage_qp_error_recovers)
+/* An in-process vmio server on the RDMA address, exporting a new directory
+ * with an 8 MiB image of pattern seed 5. */
+struct srv_fixture {
+    char dir[256], secret[300];
+    vmio_server *srv;
+    int port;
+};
+
+static void srv_start(struct srv_fixture *x, size_t len)
 {
-    char dir[256];
-    test_mkdtemp(dir, sizeof dir);
-    char path[300], secret[300];
-    snprintf(path, sizeof path, "%s/img.raw", dir);
-    snprintf(secret, sizeof secret, "%s/secret", dir);
-    size_t len = 8u << 20;
-    char *data = malloc(len), *got = aligned_alloc(4096, len);
+    test_mkdtemp(x->dir, sizeof x->dir);
+    char path[300];
+    snprintf(path, sizeof path, "%s/img.raw", x->dir);
+    snprintf(x->secret, sizeof x->secret, "%s/secret", x->dir);
+    char *data = malloc(len);
     test_fill(data, len, 0, 5);
     FILE *fp = fopen(path, "w");
     ck_assert(fp && fwrite(data, 1, len, fp) == len);
     fclose(fp);
-    fp = fopen(secret, "w");
-    ck_assert(fp && fputs("qp-error-test-secret-0123", fp) >= 0);
+    free(data);
+    fp = fopen(x->secret, "w");
+    ck_assert(fp && fputs("rdma-storage-test-secret-0123", fp) >= 0);
     fclose(fp);
-    chmod(secret, 0600);
+    chmod(x->secret, 0600);
+    ck_assert_int_eq(vmio_server_new(&x->srv), 0);
+    ck_assert_int_eq(vmio_server_set_secret_file(x->srv, x->secret), 0);
+    ck_assert_int_eq(vmio_server_add_export(x->srv, "img", x->dir, 0), 0);
+    ck_assert_int_eq(vmio_server_listen(x->srv, addr, 0), 0);
+    x->port = vmio_server_port(x->srv);
+    ck_assert_msg(vmio_server_listen_rdma(x->srv, addr, (uint16_t)x->port) == 0, "%s",
+                  vmio_errmsg());
+    ck_assert_int_eq(vmio_server_start(x->srv), 0);
+}
 
-    vmio_server *srv;
-    ck_assert_int_eq(vmio_server_new(&srv), 0);
-    ck_assert_int_eq(vmio_server_set_secret_file(srv, secret), 0);
-    ck_assert_int_eq(vmio_server_add_export(srv, "img", dir, 0), 0);
-    ck_assert_int_eq(vmio_server_listen(srv, addr, 0), 0);
-    int port = vmio_server_port(srv);
-    ck_assert_msg(vmio_server_listen_rdma(srv, addr, (uint16_t)port) == 0, "%s", vmio_errmsg());
-    ck_assert_int_eq(vmio_server_start(srv), 0);
+static void srv_stop(struct srv_fixture *x)
+{
+    ck_assert_int_eq(vmio_server_stop(x->srv), 0);
+    vmio_server_free(x->srv);
+    test_rmtree(x->dir);
+}
 
+static vmio_file *srv_open(struct srv_fixture *x, const char *opts, unsigned flags)
+{
     char uri[400];
-    snprintf(uri, sizeof uri, "vmio://%s:%d/img/img.raw?transport=rdma", addr, port);
-    struct vmio_open_options oo = { .struct_size = sizeof oo, .secret_file = secret };
+    snprintf(uri, sizeof uri, "vmio://%s:%d/img/img.raw?transport=rdma%s", addr, x->port, opts);
+    struct vmio_open_options oo = { .struct_size = sizeof oo, .secret_file = x->secret };
     vmio_file *f;
-    ck_assert_msg(vmio_open_ex(uri, VMIO_O_RDONLY, &oo, &f) == 0, "%s", vmio_errmsg());
+    ck_assert_msg(vmio_open_ex(uri, flags, &oo, &f) == 0, "%s", vmio_errmsg());
+    return f;
+}
+
+START_TEST(test_storage_qp_error_recovers)
+{
+    size_t len = 8u << 20;
+    struct srv_fixture x;
+    srv_start(&x, len);
+    char *got = aligned_alloc(4096, len);
+    vmio_file *f = srv_open(&x, "", VMIO_O_RDONLY);
     ck_assert_int_eq(vmio_register_memory(f, got, len), 0);
     __atomic_store_n(&vmio_remote_inject_bad_rkey, 1, __ATOMIC_RELAXED);
     memset(got, 0, len);
@@ -426,16 +452,58 @@ START_TEST(test_storage_qp_error_recovers)
     ck_assert(st.rdma_bytes >= len);
     ck_assert_int_eq(vmio_close(f), 0);
     /* Another client is served normally. */
-    ck_assert_msg(vmio_open_ex(uri, VMIO_O_RDONLY, &oo, &f) == 0, "%s", vmio_errmsg());
+    f = srv_open(&x, "", VMIO_O_RDONLY);
     memset(got, 0, len);
     ck_assert_int_eq(vmio_pread(f, got, len, 0), 0);
     ck_assert_int_eq(test_check(got, len, 0, 5), -1);
     ck_assert_int_eq(vmio_close(f), 0);
-    ck_assert_int_eq(vmio_server_stop(srv), 0);
-    vmio_server_free(srv);
-    test_rmtree(dir);
-    free(data);
+    srv_stop(&x);
     free(got);
+}
+END_TEST
+
+/* rdma-regcache: unregistered caller buffers registered on first use and
+ * found again (zero copy both ways, no bounce); eviction beyond the limit;
+ * vmio_unregister_memory() forgets cached memory. */
+START_TEST(test_storage_regcache)
+{
+    size_t len = 8u << 20, part = 1u << 20;
+    struct srv_fixture x;
+    srv_start(&x, len);
+    char *buf = malloc(len);
+    vmio_file *f = srv_open(&x, "&rdma-regcache=16", VMIO_O_RDWR);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(buf, 0, len);
+        for (size_t off = 0; off < len; off += part)
+            ck_assert_msg(vmio_pread(f, buf + off, part, off) == 0, "%s", vmio_errmsg());
+        ck_assert_int_eq(test_check(buf, len, 0, 5), -1);
+    }
+    struct vmio_file_stats st = { .struct_size = sizeof st };
+    ck_assert_int_eq(vmio_get_stats(f, &st), 0);
+    ck_assert(st.rdma_bytes == 2 * len && st.bounce_bytes == 0 && st.inline_bytes == 0);
+    ck_assert_msg(st.regcache_misses <= 9 && st.regcache_hits >= 7, "hits %llu misses %llu",
+                  (unsigned long long)st.regcache_hits, (unsigned long long)st.regcache_misses);
+    /* Writes from cached memory, read back through the same cache. */
+    test_fill(buf, len, 0, 6);
+    for (size_t off = 0; off < len; off += part)
+        ck_assert_int_eq(vmio_pwrite(f, buf + off, part, off, 0), 0);
+    memset(buf, 0, len);
+    ck_assert_int_eq(vmio_pread(f, buf, part, 0), 0);
+    ck_assert_int_eq(test_check(buf, part, 0, 6), -1);
+    ck_assert_int_eq(vmio_unregister_memory(f, buf), 0);
+    ck_assert_vmio_err(vmio_unregister_memory(f, buf), ENOENT, "vmio_unregister_memory");
+    ck_assert_int_eq(vmio_close(f), 0);
+    /* A small cache evicts: every part misses again. */
+    f = srv_open(&x, "&rdma-regcache=2", VMIO_O_RDONLY);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t off = 0; off < len; off += part)
+            ck_assert_int_eq(vmio_pread(f, buf + off, part, off), 0);
+    ck_assert_int_eq(test_check(buf, len, 0, 6), -1);
+    ck_assert_int_eq(vmio_get_stats(f, &st), 0);
+    ck_assert_msg(st.regcache_misses >= 16, "misses %llu", (unsigned long long)st.regcache_misses);
+    ck_assert_int_eq(vmio_close(f), 0);
+    srv_stop(&x);
+    free(buf);
 }
 END_TEST
 
@@ -470,6 +538,7 @@ int main(void)
     tcase_add_test(tc, test_peer_dies);
     tcase_add_test(tc, test_memlock_limit);
     tcase_add_test(tc, test_storage_qp_error_recovers);
+    tcase_add_test(tc, test_storage_regcache);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
