@@ -992,6 +992,7 @@ static int reconnect(struct remote_state *s)
                 s->state = ST_CONNECTED;
             if (s->epfd >= 0) {
                 struct epoll_event ev = { .events = EPOLLIN, .data.fd = t->fd };
+                vmio_transport_set_pollable(t);
                 epoll_ctl(s->epfd, EPOLL_CTL_ADD, t->fd, &ev);
             }
             if (!s->rx_busy)
@@ -1286,6 +1287,7 @@ static void remote_attach_aio(void *st, int epfd, int efd)
     s->epfd = epfd;
     if (s->t) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->t->fd };
+        vmio_transport_set_pollable(s->t);
         epoll_ctl(epfd, EPOLL_CTL_ADD, s->t->fd, &ev);
     }
     pthread_mutex_unlock(&s->lock);

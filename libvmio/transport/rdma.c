@@ -119,6 +119,7 @@ struct rdma_t {
     unsigned sq_free;             /* send queue slots */
     unsigned rdma_inflight;
     int efd_set;
+    int pollable;                 /* somebody polls base.fd: keep it current */
     int established, eof, broken, rd_shut, disconnected;
     int credit_pending;           /* a credit-only message is wanted */
     /* Completion notification: armed while somebody may sleep on cond.
@@ -139,7 +140,7 @@ static char *sbuf(struct rdma_t *r, unsigned i) { return r->ring + (size_t)(r->n
 /* lock held */
 static void signal_readable(struct rdma_t *r)
 {
-    if (!r->efd_set) {
+    if (r->pollable && !r->efd_set) {
         uint64_t one = 1;
         if (write(r->base.fd, &one, sizeof one) == (ssize_t)sizeof one)
             r->efd_set = 1;
@@ -610,6 +611,18 @@ static void rdma_shutdown(struct vmio_transport *t)
         rdma_disconnect(r->id);
 }
 
+/* The eventfd costs two system calls per message; it is kept up to date
+ * only once a user polls it. */
+static void rdma_set_pollable(struct vmio_transport *t)
+{
+    struct rdma_t *r = (struct rdma_t *)t;
+    pthread_mutex_lock(&r->lock);
+    r->pollable = 1;
+    if (rq_nonempty(r))
+        signal_readable(r);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void rdma_set_recv_timeout(struct vmio_transport *t, int ms)
 {
     struct rdma_t *r = (struct rdma_t *)t;
@@ -779,6 +792,7 @@ static const struct vmio_transport_ops rdma_ops = {
     .shutdown = rdma_shutdown,
     .shutdown_read = rdma_shutdown_read,
     .set_recv_timeout = rdma_set_recv_timeout,
+    .set_pollable = rdma_set_pollable,
     .close = rdma_close,
     .mr_reg = rdma_mr_reg,
     .rdma_write = rdma_write_op,

@@ -31,6 +31,9 @@ struct vmio_transport_ops {
     /* Stop receiving: blocked and later recv calls return -EPIPE; sends
      * still go out. */
     void (*shutdown_read)(struct vmio_transport *t);
+    /* The caller will poll t->fd from now on (an RDMA transport keeps its
+     * eventfd current only then). NULL: the fd is always current. */
+    void (*set_pollable)(struct vmio_transport *t);
     /* recv/recv_some give up with -EAGAIN after ms without data (0 = wait
      * for ever). */
     void (*set_recv_timeout)(struct vmio_transport *t, int ms);
@@ -62,7 +65,8 @@ void vmio_mr_dereg(struct vmio_mr *mr);   /* mr may be NULL */
 
 struct vmio_transport {
     const struct vmio_transport_ops *ops;
-    int fd;                 /* pollable: readable when ops->readable is 1 */
+    int fd;                 /* pollable (after set_pollable): readable when
+                               ops->readable is 1 */
     char peer[80];          /* "host:port" for messages */
     const void *domain;     /* RDMA protection domain, NULL for TCP */
 };
@@ -90,6 +94,11 @@ static inline int vmio_transport_readable(struct vmio_transport *t)
 static inline void vmio_transport_shutdown_read(struct vmio_transport *t)
 {
     t->ops->shutdown_read(t);
+}
+static inline void vmio_transport_set_pollable(struct vmio_transport *t)
+{
+    if (t->ops->set_pollable)
+        t->ops->set_pollable(t);
 }
 static inline void vmio_transport_set_recv_timeout(struct vmio_transport *t, int ms)
 {

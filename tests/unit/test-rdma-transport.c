@@ -196,6 +196,7 @@ START_TEST(test_stream_order_and_poll)
 {
     struct pair p = connect_pair(NULL);
     ck_assert_int_eq(vmio_transport_readable(p.s), 0);
+    vmio_transport_set_pollable(p.s);
     struct pollfd pf = { .fd = p.s->fd, .events = POLLIN };
     ck_assert_int_eq(poll(&pf, 1, 0), 0);
     enum { N = 3008 };   /* read back in groups of 16 */
