@@ -44,6 +44,7 @@
 /* Busy pollers read the clock only every so many polls: where the clock
  * source is not the TSC (virtual machines), reading it is a system call. */
 #define SPIN_CLOCK_EVERY 64u
+#define SIGNAL_EVERY 16u
 #define WR_SEND_TAG (1ull << 63)     /* wr_id of a SEND: tag | buffer */
 #define WR_RECV_TAG (1ull << 62)     /* of a RECV: tag | buffer; else a waiter */
 
@@ -116,6 +117,12 @@ struct rdma_t {
     unsigned unreported;          /* our reposted buffers the peer does not know of */
     unsigned *sfree;              /* free send buffers (stack) */
     unsigned nsfree;
+    /* Sends are signalled selectively (every SIGNAL_EVERY-th, and all of
+     * them while buffers run short): a completion frees its buffer and
+     * every one posted before it, kept here in posting order. */
+    unsigned *sring;
+    unsigned sring_head, sring_count;
+    unsigned unsignaled;
     unsigned sq_free;             /* send queue slots */
     unsigned rdma_inflight;
     int efd_set;
@@ -187,11 +194,14 @@ static int post_send(struct rdma_t *r, unsigned si, uint32_t len)
 {
     uint32_t imm = r->unreported;
     r->unreported = 0;
+    /* While buffers are short every send is signalled, so a sender that
+     * waits for a buffer always has a completion coming. */
+    int sig = r->nsfree < r->nsend / 2 || r->unsignaled + 1 >= SIGNAL_EVERY;
     struct ibv_sge sge = { .addr = (uintptr_t)sbuf(r, si), .length = len,
                            .lkey = r->ring_mr->lkey };
     struct ibv_send_wr wr = {
         .wr_id = WR_SEND_TAG | si, .sg_list = &sge, .num_sge = len ? 1 : 0,
-        .opcode = IBV_WR_SEND_WITH_IMM, .send_flags = IBV_SEND_SIGNALED,
+        .opcode = IBV_WR_SEND_WITH_IMM, .send_flags = sig ? IBV_SEND_SIGNALED : 0,
         .imm_data = htonl(imm),
     }, *bad;
     int e = ibv_post_send(r->id->qp, &wr, &bad);
@@ -199,8 +209,28 @@ static int post_send(struct rdma_t *r, unsigned si, uint32_t len)
         r->unreported += imm;
         return -e;
     }
+    r->unsignaled = sig ? 0 : r->unsignaled + 1;
+    r->sring[(r->sring_head + r->sring_count++) % r->nsend] = si;
     r->sq_free--;
     return 0;
+}
+
+/* lock held: send buffer si completed: it and every send posted before
+ * it are done (an RC send queue completes in order). */
+static void sends_done(struct rdma_t *r, unsigned si)
+{
+    unsigned k;
+    for (k = 0; k < r->sring_count; k++)
+        if (r->sring[(r->sring_head + k) % r->nsend] == si)
+            break;
+    if (k == r->sring_count)
+        return;     /* already retired by a later completion */
+    for (unsigned n = 0; n <= k; n++) {
+        r->sfree[r->nsfree++] = r->sring[r->sring_head];
+        r->sring_head = (r->sring_head + 1) % r->nsend;
+        r->sring_count--;
+        r->sq_free++;
+    }
 }
 
 /* lock held: give credits back with an empty SEND when the peer may be
@@ -254,15 +284,15 @@ static void handle_wc(struct rdma_t *r, const struct ibv_wc *wc)
         pthread_cond_broadcast(&r->cond);
         return;
     }
-    r->sq_free++;
     if (wc->wr_id & WR_SEND_TAG) {
-        r->sfree[r->nsfree++] = (unsigned)(wc->wr_id & ~WR_SEND_TAG);
+        sends_done(r, (unsigned)(wc->wr_id & ~WR_SEND_TAG));
         if (wc->status != IBV_WC_SUCCESS && !(wc->status == IBV_WC_WR_FLUSH_ERR && r->broken))
             set_broken(r, "send completion error: %s (vendor error %u)",
                        ibv_wc_status_str(wc->status), wc->vendor_err);
         if (r->credit_pending)
             maybe_send_credits(r);
     } else {
+        r->sq_free++;
         struct waiter *w = (struct waiter *)(uintptr_t)wc->wr_id;
         w->status = wc->status;
         __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
@@ -674,6 +704,7 @@ static void destroy(struct rdma_t *r)
         close(r->stopfd);
     free(r->rq);
     free(r->sfree);
+    free(r->sring);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->send_mutex);
     pthread_cond_destroy(&r->cond);
@@ -838,7 +869,8 @@ static struct rdma_t *rdma_new(const struct vmio_rdma_opts *o)
     r->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     r->rq = calloc(r->nrecv, sizeof *r->rq);
     r->sfree = calloc(r->nsend, sizeof *r->sfree);
-    if (r->base.fd < 0 || r->stopfd < 0 || !r->rq || !r->sfree) {
+    r->sring = calloc(r->nsend, sizeof *r->sring);
+    if (r->base.fd < 0 || r->stopfd < 0 || !r->rq || !r->sfree || !r->sring) {
         destroy(r);
         return NULL;
     }
