@@ -64,3 +64,14 @@ int cli_usage_error(const char *prog, const char *fmt, ...)
     fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
     return CLI_EXIT_USAGE;
 }
+
+int cli_fail(const char *prog, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}

@@ -18,4 +18,9 @@ void cli_json_string(FILE *fp, const char *s);
 int cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Print "PROG: message" on stderr; returns status (the tool's exit status
+ * for a failure). */
+int cli_fail(const char *prog, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -141,17 +141,7 @@ static int is_pow2(uint64_t v)
     return v && !(v & (v - 1));
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return PP_EXIT_FAILED;
-}
+#define fail(...) cli_fail(PROG, PP_EXIT_FAILED, __VA_ARGS__)
 
 #define usage_error(...) cli_usage_error(PROG " pingpong", __VA_ARGS__)
 

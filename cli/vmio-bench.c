@@ -86,17 +86,7 @@ static void fill_random(void *buf, size_t n, uint64_t *rng)
 
 #define usage_error(...) cli_usage_error(PROG, __VA_ARGS__)
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_BENCH_FAILED;
-}
+#define fail(...) cli_fail(PROG, EXIT_BENCH_FAILED, __VA_ARGS__)
 
 /* ---- the engine ------------------------------------------------------- */
 

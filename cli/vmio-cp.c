@@ -767,17 +767,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 /* ---- main ------------------------------------------------------------- */
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(PROG ": ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_COPY_FAILED;
-}
+#define fail(...) cli_fail(PROG, EXIT_COPY_FAILED, __VA_ARGS__)
 
 /* Open the destination: an existing image is opened read-write, a missing
  * one created with the source's size. *created tells which. */
