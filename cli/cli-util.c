@@ -75,3 +75,18 @@ int cli_fail(const char *prog, int status, const char *fmt, ...)
     fputc('\n', stderr);
     return status;
 }
+
+uint64_t cli_percentile(const uint64_t *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    double exact = p / 100.0 * (double)n;
+    size_t rank = (size_t)exact;
+    if ((double)rank < exact)
+        rank++;
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return sorted[rank - 1];
+}

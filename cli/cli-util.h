@@ -2,6 +2,7 @@
 #ifndef VMIO_CLI_UTIL_H
 #define VMIO_CLI_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -9,6 +10,9 @@
 int cli_parse_size(const char *s, uint64_t *out);
 /* Write s as a JSON string literal. */
 void cli_json_string(FILE *fp, const char *s);
+
+/* Nearest-rank percentile p (0..100] of n sorted values, 0 when n is 0. */
+uint64_t cli_percentile(const uint64_t *sorted, size_t n, double p);
 
 /* Exit status for usage errors, shared by every tool. */
 #define CLI_EXIT_USAGE 2

@@ -783,17 +783,7 @@ static int cmp_u64(const void *a, const void *b)
 /* Nearest rank, in microseconds after scaling. */
 static double pct_us(const uint64_t *v, size_t n, double p, double scale)
 {
-    if (n == 0)
-        return 0;
-    double exact = p / 100.0 * (double)n;
-    size_t rank = (size_t)exact;
-    if ((double)rank < exact)
-        rank++;
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)v[rank - 1] * scale / 1000.0;
+    return (double)cli_percentile(v, n, p) * scale / 1000.0;
 }
 
 struct pp_result {

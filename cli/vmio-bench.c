@@ -601,20 +601,10 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile, in microseconds. */
+/* Nearest-rank percentile of sorted nanoseconds, in microseconds. */
 static double pct_us(const uint64_t *v, size_t n, double p)
 {
-    if (n == 0)
-        return 0;
-    double exact = p / 100.0 * (double)n;
-    size_t rank = (size_t)exact;
-    if ((double)rank < exact)
-        rank++;
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)v[rank - 1] / 1000.0;
+    return (double)cli_percentile(v, n, p) / 1000.0;
 }
 
 /* Open a libvmio image for the benchmark; creates it when missing and a
