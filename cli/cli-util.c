@@ -1,11 +1,13 @@
-/* Helpers shared by the command-line tools: size arguments and JSON
- * string output. */
+/* Helpers shared by the command-line tools: size arguments, JSON string
+ * output, error messages, percentiles, atomic file writes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli-util.h"
 
@@ -89,4 +91,33 @@ uint64_t cli_percentile(const uint64_t *sorted, size_t n, double p)
     if (rank > n)
         rank = n;
     return sorted[rank - 1];
+}
+
+/* Write "content" to path atomically: readers see the old file, no file,
+ * or the whole new one. */
+int cli_write_file_atomic(const char *path, const char *content)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return -ENOMEM;
+    snprintf(tmp, n, "%s.%ld.tmp", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int r = 0;
+    if (fd < 0) {
+        r = -errno;
+    } else {
+        size_t len = strlen(content);
+        ssize_t w = write(fd, content, len);
+        if (w < 0 || (size_t)w != len)
+            r = w < 0 ? -errno : -EIO;
+        if (close(fd) < 0 && r == 0)
+            r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+            r = -errno;
+        if (r < 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return r;
 }

@@ -14,6 +14,10 @@ void cli_json_string(FILE *fp, const char *s);
 /* Nearest-rank percentile p (0..100] of n sorted values, 0 when n is 0. */
 uint64_t cli_percentile(const uint64_t *sorted, size_t n, double p);
 
+/* Write content to path atomically (a temporary file renamed over it):
+ * readers see the old file, no file, or the whole new one. 0 or -errno. */
+int cli_write_file_atomic(const char *path, const char *content);
+
 /* Exit status for usage errors, shared by every tool. */
 #define CLI_EXIT_USAGE 2
 

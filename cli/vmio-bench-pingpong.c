@@ -342,43 +342,40 @@ static void pat_fill(unsigned char *buf, size_t len, uint64_t seed, uint64_t sta
     pat_edges(buf, len, seed, stamp, inv);
 }
 
+/* -1 when bytes [from, to) hold the pattern, else the first bad offset. */
+static int64_t pat_check_bytes(const unsigned char *buf, size_t from, size_t to, size_t len,
+                               uint64_t seed, uint64_t sw)
+{
+    for (size_t p = from; p < to; p++)
+        if (buf[p] != pat_byte(p, len, seed, sw))
+            return (int64_t)p;
+    return -1;
+}
+
 /* -1 when the edges hold the pattern, else the first bad offset. */
 static int64_t pat_check_edges(const unsigned char *buf, size_t len, uint64_t seed,
                                uint64_t stamp)
 {
     uint64_t sw = stamp_word(stamp);
-    size_t h = len < 8 ? len : 8;
-    for (size_t p = 0; p < h; p++)
-        if (buf[p] != pat_byte(p, len, seed, sw))
-            return (int64_t)p;
-    for (size_t p = tail_start(len); p < len; p++)
-        if (buf[p] != pat_byte(p, len, seed, sw))
-            return (int64_t)p;
-    return -1;
+    int64_t bad = pat_check_bytes(buf, 0, len < 8 ? len : 8, len, seed, sw);
+    return bad >= 0 ? bad : pat_check_bytes(buf, tail_start(len), len, len, seed, sw);
 }
 
 /* -1 when the whole buffer holds the pattern, else the first bad offset. */
 static int64_t pat_check(const unsigned char *buf, size_t len, uint64_t seed, uint64_t stamp)
 {
     uint64_t sw = stamp_word(stamp);
-    size_t h = len < 8 ? len : 8;
-    for (size_t p = 0; p < h; p++)
-        if (buf[p] != pat_byte(p, len, seed, sw))
-            return (int64_t)p;
+    int64_t bad = pat_check_bytes(buf, 0, len < 8 ? len : 8, len, seed, sw);
+    if (bad >= 0)
+        return bad;
     size_t m = mid_end(len);
     for (size_t w = 1; w < m; w++) {
         uint64_t v;
         memcpy(&v, buf + 8 * w, 8);
-        if (le64toh(v) != pat_word(seed, w)) {
-            for (size_t p = 8 * w;; p++)
-                if (buf[p] != pat_byte(p, len, seed, sw))
-                    return (int64_t)p;
-        }
+        if (le64toh(v) != pat_word(seed, w))
+            return pat_check_bytes(buf, 8 * w, len, len, seed, sw);
     }
-    for (size_t p = tail_start(len); p < len; p++)
-        if (buf[p] != pat_byte(p, len, seed, sw))
-            return (int64_t)p;
-    return -1;
+    return pat_check_bytes(buf, tail_start(len), len, len, seed, sw);
 }
 
 /* "iteration 3" or "warmup iteration 3" for iteration k of a size. */
@@ -1752,26 +1749,9 @@ static void on_signal(int sig)
 
 static int write_port_file(const char *path, int port)
 {
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return -ENOMEM;
-    snprintf(tmp, n, "%s.%ld.tmp", path, (long)getpid());
-    FILE *fp = fopen(tmp, "w");
-    int r = 0;
-    if (!fp) {
-        r = -errno;
-    } else {
-        fprintf(fp, "%d\n", port);
-        if (fclose(fp) != 0)
-            r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-            r = -errno;
-        if (r < 0)
-            unlink(tmp);
-    }
-    free(tmp);
-    return r;
+    char buf[16];
+    snprintf(buf, sizeof buf, "%d\n", port);
+    return cli_write_file_atomic(path, buf);
 }
 
 static int run_server(const struct pp_opts *o)

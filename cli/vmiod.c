@@ -16,6 +16,8 @@
 
 #include <vmio/vmio.h>
 
+#include "cli-util.h"
+
 #define MAX_LISTEN 16
 #define MAX_EXPORTS 256
 
@@ -152,35 +154,6 @@ static void parse_export(const char *arg, struct export_spec *ex)
     }
     if (ex->dir[0] == '\0')
         die_usage("bad --export '%s' (empty directory)", arg);
-}
-
-/* Write "content" to path atomically: readers see the old file, no file,
- * or the whole new one. */
-static int write_file_atomic(const char *path, const char *content)
-{
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return -ENOMEM;
-    snprintf(tmp, n, "%s.%ld.tmp", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int r = 0;
-    if (fd < 0) {
-        r = -errno;
-    } else {
-        size_t len = strlen(content);
-        ssize_t w = write(fd, content, len);
-        if (w < 0 || (size_t)w != len)
-            r = w < 0 ? -errno : -EIO;
-        if (close(fd) < 0 && r == 0)
-            r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-            r = -errno;
-        if (r < 0)
-            unlink(tmp);
-    }
-    free(tmp);
-    return r;
 }
 
 int main(int argc, char **argv)
@@ -357,7 +330,7 @@ int main(int argc, char **argv)
     if (port_file) {
         char buf[16];
         snprintf(buf, sizeof buf, "%d\n", first_port);
-        int r = write_file_atomic(port_file, buf);
+        int r = cli_write_file_atomic(port_file, buf);
         if (r < 0) {
             fprintf(stderr, "vmiod: cannot write port file %s: %s\n", port_file, strerror(-r));
             vmio_server_free(srv);
@@ -367,7 +340,7 @@ int main(int argc, char **argv)
     if (pid_file) {
         char buf[24];
         snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-        int r = write_file_atomic(pid_file, buf);
+        int r = cli_write_file_atomic(pid_file, buf);
         if (r < 0) {
             fprintf(stderr, "vmiod: cannot write pid file %s: %s\n", pid_file, strerror(-r));
             vmio_server_free(srv);

@@ -589,12 +589,9 @@ static long rdma_recv_some(struct vmio_transport *t, void *buf, size_t len)
     struct rdma_t *r = (struct rdma_t *)t;
     pthread_mutex_lock(&r->lock);
     long ret = wait_data(r);
-    if (ret < 0)
-        ;
-    else if (r->rq_count > 0 && !r->rd_shut)
-        ret = (long)take(r, buf, len);
-    else
-        ret = r->rd_shut ? -EPIPE : broken_errno(r);
+    if (ret == 0)
+        ret = r->rq_count > 0 && !r->rd_shut ? (long)take(r, buf, len)
+              : r->rd_shut ? -EPIPE : broken_errno(r);
     pthread_mutex_unlock(&r->lock);
     return ret;
 }
@@ -839,14 +836,9 @@ static void opts_fill(const struct vmio_rdma_opts *o, unsigned *depth, unsigned 
     *msg = o && o->msg_size ? o->msg_size : 64u << 10;
     *max_rdma = o && o->max_rdma ? o->max_rdma : 64;
     *busy = o ? o->busy_poll_us : 0;
-    if (*depth < 2)
-        *depth = 2;
-    if (*depth > 4096)
-        *depth = 4096;
-    if (*msg < 256)
-        *msg = 256;
-    if (*msg > (16u << 20))
-        *msg = 16u << 20;
+    /* What the peer accepts in the connection data (rdma-conn.h). */
+    *depth = VMIO_MAX(VMIO_RDMA_DEPTH_MIN, VMIO_MIN(*depth, VMIO_RDMA_DEPTH_MAX));
+    *msg = VMIO_MAX(VMIO_RDMA_MSG_MIN, VMIO_MIN(*msg, VMIO_RDMA_MSG_MAX));
     if (*max_rdma > 1024)
         *max_rdma = 1024;
 }
