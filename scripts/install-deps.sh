@@ -10,7 +10,7 @@ PKGS="
   nettle-dev
   libibverbs-dev librdmacm-dev
   libxml2-dev libvirt-dev libxen-dev libhwloc-dev
-  libsqlite3-dev libzstd-dev liblz4-dev
+  libsqlite3-dev libzstd-dev liblz4-dev libxxhash-dev zstd
   libgfarm-dev gfmd gfsd gfarm-client gfarm2fs fuse3 postgresql
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
   qemu-utils fio
