@@ -202,6 +202,20 @@ VMIO_API void vmio_migrate_receiver_cancel(vmio_migrate_receiver *r);
 /* Region i of the receiver (after receive when the library allocated). */
 VMIO_API int vmio_migrate_receiver_region(vmio_migrate_receiver *r, uint32_t i,
                                           struct vmio_migrate_region *out);
+/* What the receiver did (after vmio_migrate_receive). */
+struct vmio_migrate_receiver_stats {
+    uint32_t struct_size;
+    uint32_t rounds;
+    uint64_t records;
+    uint64_t pages;             /* page entries applied (runs counted per page) */
+    uint64_t raw_bytes;         /* pages * page size */
+    uint64_t wire_bytes;        /* bytes read from the transport */
+    uint64_t codec_pages[VMIO_MIGRATE_CODEC_COUNT];
+    uint64_t decode_ns;         /* checking, decompressing and applying */
+    uint64_t total_ns;          /* first byte to the result sent */
+};
+VMIO_API int vmio_migrate_receiver_stats(vmio_migrate_receiver *r,
+                                         struct vmio_migrate_receiver_stats *st);
 /* Digest of all destination memory as confirmed at the end (16 bytes,
  * XXH3-128 over the regions in order). */
 VMIO_API int vmio_migrate_receiver_digest(vmio_migrate_receiver *r, uint8_t digest[16]);

@@ -5,5 +5,6 @@
 #include <vmio/core.h>
 #include <vmio/storage.h>
 #include <vmio/server.h>
+#include <vmio/migrate.h>
 
 #endif /* VMIO_VMIO_H */

@@ -1,0 +1,109 @@
+/* Internals of the migration engine shared by its files: the dedup table
+ * (dedup.c), the delta page cache (dcache.c), the adaptive policy
+ * (policy.c) and the connection helpers (link.c). */
+#ifndef VMIO_MIGRATE_ENGINE_H
+#define VMIO_MIGRATE_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <vmio/migrate.h>
+
+#include "migrate/codec.h"
+#include "transport/transport.h"
+
+/* ---- dedup table (sender; used only by the serial commit step) --------
+ * Which bytes the receiver holds where: for each global page number
+ * ("location") the SHA-256 of the bytes last sent for it, and a hash table
+ * from digest to one location that holds those bytes. */
+struct vmio_mig_dedup {
+    uint64_t nloc;
+    uint8_t (*loc_hash)[VMIO_MIG_HASH_SIZE];
+    uint8_t *loc_valid;        /* 1 when loc_hash[loc] describes the receiver */
+    uint64_t cap, used;        /* table slots (power of two), slots in use */
+    uint64_t *keys, *locs;     /* key 0 = empty */
+};
+int vmio_mig_dedup_init(struct vmio_mig_dedup *d, uint64_t nloc);
+void vmio_mig_dedup_free(struct vmio_mig_dedup *d);
+/* A location that holds exactly these bytes (by digest), or UINT64_MAX. */
+uint64_t vmio_mig_dedup_find(struct vmio_mig_dedup *d, const uint8_t *hash);
+/* The receiver now holds bytes with this digest at loc (hash NULL: zeros
+ * or unknown bytes). */
+int vmio_mig_dedup_set(struct vmio_mig_dedup *d, uint64_t loc, const uint8_t *hash);
+/* 1 when loc is known to hold bytes with this digest. */
+int vmio_mig_dedup_holds(const struct vmio_mig_dedup *d, uint64_t loc, const uint8_t *hash);
+
+/* ---- delta cache: the version last sent of recently sent pages -------
+ * Direct-mapped (slot = location mod slots), a spin lock per slot. */
+struct vmio_mig_dcache {
+    uint32_t page_size;
+    uint64_t nslots;
+    uint64_t *tags;            /* location + 1, 0 = empty */
+    uint8_t *data;
+    atomic_flag *locks;
+};
+int vmio_mig_dcache_init(struct vmio_mig_dcache *c, uint64_t bytes, uint32_t page_size);
+void vmio_mig_dcache_free(struct vmio_mig_dcache *c);
+/* Copy the cached version of loc into ref (returns 1) or return 0, then
+ * store page (NULL: forget loc) as loc's new version. */
+int vmio_mig_dcache_swap(struct vmio_mig_dcache *c, uint64_t loc, const uint8_t *page,
+                         uint8_t *ref);
+
+/* ---- adaptive policy ---------------------------------------------------
+ * Per batch: send the remaining raw pages as they are, or through lz4 or
+ * zstd, whichever finishes first given the measured link bandwidth and
+ * the measured per-thread speed and ratio of each compressor. */
+struct vmio_mig_policy {
+    pthread_mutex_t mx;
+    int adaptive;
+    unsigned workers;
+    int allowed[3];            /* by enum vmio_mig_comp */
+    double link_bps;           /* wire bytes per second (EWMA) */
+    double analyze_bps;        /* raw bytes per second per thread (EWMA) */
+    double comp_bps[3];        /* input bytes per second per thread */
+    double comp_ratio[3];      /* input / output */
+    uint64_t decisions;
+};
+void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned workers,
+                          const int allowed[3]);
+void vmio_mig_policy_destroy(struct vmio_mig_policy *p);
+/* Choose for raw_bytes of remaining raw pages; *probe is set when the
+ * choice is an exploration of a compressor not otherwise picked. */
+int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, int *probe);
+void vmio_mig_policy_note_comp(struct vmio_mig_policy *p, int comp, uint64_t in, uint64_t out,
+                               uint64_t ns);
+void vmio_mig_policy_note_analyze(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
+void vmio_mig_policy_note_link(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
+double vmio_mig_policy_link_bps(struct vmio_mig_policy *p);
+
+/* ---- connections -------------------------------------------------------
+ * "tcp://host:port", "rdma://host:port", "host:port" (auto). */
+struct vmio_mig_addr {
+    int kind;                  /* 0 auto, 1 tcp, 2 rdma */
+    char host[256];
+    uint16_t port;
+};
+int vmio_mig_parse_addr(const char *api, const char *uri, struct vmio_mig_addr *a);
+int vmio_mig_connect(const char *api, const struct vmio_mig_addr *a, int timeout_ms,
+                     struct vmio_transport **out);
+struct vmio_mig_listener;
+int vmio_mig_listen(const char *api, const struct vmio_mig_addr *a,
+                    struct vmio_mig_listener **out, int *port);
+int vmio_mig_accept(const char *api, struct vmio_mig_listener *l, int timeout_ms,
+                    atomic_int *cancel, struct vmio_transport **out);
+void vmio_mig_listener_close(struct vmio_mig_listener *l);
+/* A transport over a caller's socket (duplicated; the caller's fd stays
+ * open). */
+int vmio_mig_wrap_fd(const char *api, int fd, struct vmio_transport **out);
+
+/* Emulated link: sleep so that bytes sent since start never exceed
+ * rate * elapsed. */
+struct vmio_mig_ratelimit {
+    uint64_t rate;             /* bytes/s, 0 = off */
+    uint64_t start_ns;
+    uint64_t sent;
+};
+void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t bytes);
+
+#endif
