@@ -13,6 +13,12 @@
 #include "migrate/codec.h"
 #include "transport/transport.h"
 
+/* ---- options (options.c) ---------------------------------------------- */
+void vmio_mig_opts_resolve(const struct vmio_migrate_options *in,
+                           struct vmio_migrate_options *o);
+int vmio_mig_check_opts(const char *api, const struct vmio_migrate_options *o);
+int vmio_mig_check_region(const char *api, const struct vmio_migrate_region *r);
+
 /* ---- dedup table (sender; used only by the serial commit step) --------
  * Which bytes the receiver holds where: for each global page number
  * ("location") the SHA-256 of the bytes last sent for it, and a hash table
@@ -97,12 +103,15 @@ void vmio_mig_listener_close(struct vmio_mig_listener *l);
  * open). */
 int vmio_mig_wrap_fd(const char *api, int fd, struct vmio_transport **out);
 
-/* Emulated link: sleep so that bytes sent since start never exceed
- * rate * elapsed. */
+/* Receive one migration over t (receiver.c; the fuzz harness feeds it a
+ * memory transport). */
+int vmio_mig_receive_on(struct vmio_migrate_receiver *rc, struct vmio_transport *t);
+
+/* Emulated link: each send waits until a link of this rate would have
+ * carried it (after the previous one). */
 struct vmio_mig_ratelimit {
     uint64_t rate;             /* bytes/s, 0 = off */
-    uint64_t start_ns;
-    uint64_t sent;
+    uint64_t next_ns;          /* when the link is free again */
 };
 void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t bytes);
 

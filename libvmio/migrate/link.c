@@ -171,15 +171,12 @@ void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t bytes)
 {
     if (!r->rate)
         return;
+    /* A link that serialises at rate: no credit builds up while idle. */
     uint64_t now = vmio_now_ns();
-    if (!r->start_ns)
-        r->start_ns = now;
-    r->sent += bytes;
-    uint64_t due = r->start_ns + (uint64_t)((double)r->sent * 1e9 / (double)r->rate);
-    if (due > now) {
-        uint64_t d = due - now;
-        struct timespec ts = { (time_t)(d / 1000000000u), (long)(d % 1000000000u) };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
-    }
+    uint64_t start = r->next_ns > now ? r->next_ns : now;
+    r->next_ns = start + (uint64_t)((double)bytes * 1e9 / (double)r->rate);
+    uint64_t d = r->next_ns - now;
+    struct timespec ts = { (time_t)(d / 1000000000u), (long)(d % 1000000000u) };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }

@@ -13,6 +13,7 @@
 #include "protocol/wire.h"
 #include "migrate/dirty.h"
 #include "migrate/engine.h"
+#include "migrate/gpu.h"
 #include "migrate/sender.h"
 #include "migrate/stream.h"
 
@@ -40,6 +41,7 @@ struct batch {
     uint64_t *rawpages;
     uint64_t codec_pages[VMIO_MIGRATE_CODEC_COUNT], codec_bytes[VMIO_MIGRATE_CODEC_COUNT];
     uint64_t encode_ns;
+    struct vmio_mig_gpu_batch *gb;   /* GPU: pages..enc point into it */
 };
 
 struct pipe {
@@ -66,6 +68,7 @@ struct pipe {
     struct vmio_mig_comp_ctx *cctx;
     pthread_t writer;
     int writer_started;
+    struct vmio_mig_gpu *gpu;       /* NULL: analysis on CPU threads */
 };
 
 static int allowed(const struct pipe *p, int codec)
@@ -130,7 +133,17 @@ static void analyze(struct pipe *p, struct batch *b)
                                                               b->refs + (size_t)k * ps)
                               : 0;
     }
-    if (b->nz) {
+    if (b->nz && b->gb) {
+        b->gb->batch.n = b->nz;
+        b->gb->batch.flags = p->aflags;
+        int r = vmio_mig_gpu_analyze(p->gpu, b->gb);
+        if (r >= 0)
+            r = vmio_mig_gpu_wait(p->gpu, b->gb);
+        if (r < 0) {
+            vmio_set_error(API, -r, "GPU analysis failed: %s", vmio_errmsg());
+            fail(p);
+        }
+    } else if (b->nz) {
         struct vmio_mig_batch vb = {
             .page_size = ps, .n = b->nz, .flags = p->aflags, .pages = b->pages,
             .refs = b->refs, .has_ref = b->has_ref, .out = b->out, .enc = b->enc,
@@ -559,11 +572,15 @@ static void free_pool(struct pipe *p)
         free(b->pidx);
         free(b->zero);
         free(b->slot);
-        free(b->pages);
-        free(b->refs);
-        free(b->has_ref);
-        free(b->enc);
-        free(b->out);
+        if (b->gb) {
+            vmio_mig_gpu_free_batch(p->gpu, b->gb);
+        } else {
+            free(b->pages);
+            free(b->refs);
+            free(b->has_ref);
+            free(b->enc);
+            free(b->out);
+        }
         free(b->codec);
         free(b->dsrc);
         free(b->payload);
@@ -587,11 +604,22 @@ static int alloc_pool(struct pipe *p)
         b->pidx = malloc(cp * sizeof(uint64_t));
         b->zero = malloc(cp);
         b->slot = malloc(cp * sizeof(uint32_t));
-        b->pages = malloc(p->bb);
-        b->refs = malloc(p->bb);
-        b->has_ref = malloc(cp);
-        b->enc = malloc(p->bb);
-        b->out = malloc(cp * sizeof(*b->out));
+        if (p->gpu) {
+            int r = vmio_mig_gpu_alloc_batch(p->gpu, p->s->regions[0].page_size, cp, &b->gb);
+            if (r < 0)
+                return r;
+            b->pages = b->gb->pages;
+            b->refs = b->gb->refs;
+            b->has_ref = b->gb->has_ref;
+            b->enc = b->gb->batch.enc;
+            b->out = b->gb->batch.out;
+        } else {
+            b->pages = malloc(p->bb);
+            b->refs = malloc(p->bb);
+            b->has_ref = malloc(cp);
+            b->enc = malloc(p->bb);
+            b->out = malloc(cp * sizeof(*b->out));
+        }
         b->codec = malloc(cp);
         b->dsrc = malloc(cp * sizeof(uint64_t));
         b->payload = malloc(p->payload_cap);
@@ -752,10 +780,25 @@ static int setup(struct pipe *p)
                 return vmio_set_error(API, ENOMEM, "out of memory for the delta cache");
         }
     }
+    if (o->gpu != VMIO_MIGRATE_GPU_OFF) {
+        int same_ps = 1;
+        for (uint32_t i = 1; i < s->nregions; i++)
+            same_ps &= s->regions[i].page_size == s->regions[0].page_size;
+        int r = same_ps ? vmio_mig_gpu_open(API, &p->gpu)
+                        : vmio_set_error(API, ENOTSUP, "regions of different page sizes: "
+                                         "the GPU path takes one page size");
+        if (r < 0 && o->gpu == VMIO_MIGRATE_GPU_REQUIRE)
+            return r;
+        if (r < 0)
+            vmio_clear_error();    /* auto: CPU threads */
+    }
     p->cctx = calloc(p->nworkers, sizeof(*p->cctx));
     p->workers = calloc(p->nworkers, sizeof(pthread_t));
-    if (!p->cctx || !p->workers || alloc_pool(p) < 0)
-        return vmio_set_error(API, ENOMEM, "out of memory for %u batches", p->npool);
+    int ar = p->cctx && p->workers ? alloc_pool(p) : -ENOMEM;
+    if (ar < 0)
+        return ar == -ENOMEM ? vmio_set_error(API, ENOMEM, "out of memory for %u batches",
+                                              p->npool)
+                             : vmio_error_reprefix(API, -ar);
     uint32_t rounds = o->max_rounds + 1;
     free(s->stats);
     s->stats = calloc(rounds, sizeof(*s->stats));
@@ -780,6 +823,7 @@ static void teardown(struct pipe *p)
     free(p->cctx);
     free(p->workers);
     free_pool(p);
+    vmio_mig_gpu_close(p->gpu);
     vmio_mig_policy_destroy(&p->pol);
     pthread_mutex_destroy(&p->mx);
     pthread_cond_destroy(&p->cv_work);
@@ -946,6 +990,7 @@ int vmio_mig_run(struct vmio_migrate_sender *s, struct vmio_transport *t)
         memset(st, 0, sizeof(*st));
         st->struct_size = sizeof(*st);
         st->round = round;
+        st->gpu = p->gpu != NULL;
         if (round == 0) {
             for (uint32_t i = 0; i < s->nregions; i++)
                 dirty += s->regions[i].npages;

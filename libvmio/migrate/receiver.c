@@ -16,7 +16,6 @@
 #include "core/internal.h"
 #include "protocol/wire.h"
 #include "migrate/engine.h"
-#include "migrate/sender.h"
 #include "migrate/stream.h"
 
 #define API "vmio_migrate_receive"
@@ -533,7 +532,7 @@ static int run(struct rx *x)
     }
 }
 
-static int receive_on(struct vmio_migrate_receiver *rc, struct vmio_transport *t)
+int vmio_mig_receive_on(struct vmio_migrate_receiver *rc, struct vmio_transport *t)
 {
     struct rx x = { .rc = rc, .t = t, .round = -1 };
     memset(&rc->st, 0, sizeof(rc->st));
@@ -581,7 +580,7 @@ int vmio_migrate_receive(vmio_migrate_receiver *rc)
     int r = vmio_mig_accept(API, rc->l, 0, &rc->cancel, &t);
     if (r < 0)
         return r;
-    r = receive_on(rc, t);
+    r = vmio_mig_receive_on(rc, t);
     vmio_transport_close(t);
     return r;
 }
@@ -595,7 +594,7 @@ int vmio_migrate_receive_fd(vmio_migrate_receiver *rc, int fd)
     int r = vmio_mig_wrap_fd(api, fd, &t);
     if (r < 0)
         return r;
-    r = receive_on(rc, t);
+    r = vmio_mig_receive_on(rc, t);
     vmio_transport_close(t);
     return r < 0 ? vmio_error_reprefix(api, -r) : r;
 }

@@ -44,11 +44,6 @@ struct vmio_migrate_sender {
     uint32_t nstats;
 };
 
-void vmio_mig_opts_resolve(const struct vmio_migrate_options *in,
-                           struct vmio_migrate_options *o);
-int vmio_mig_check_opts(const char *api, const struct vmio_migrate_options *o);
-int vmio_mig_check_region(const char *api, const struct vmio_migrate_region *r);
-
 /* Run one migration over t (pipeline.c). */
 int vmio_mig_run(struct vmio_migrate_sender *s, struct vmio_transport *t);
 
