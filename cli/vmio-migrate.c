@@ -166,7 +166,7 @@ static int cmd_recv(struct opts *o)
     int r = vmio_migrate_receive(rc);
     double dt = now_s() - t0;
     struct vmio_migrate_receiver_stats st = { .struct_size = sizeof(st) };
-    vmio_migrate_receiver_stats(rc, &st);
+    vmio_migrate_receiver_get_stats(rc, &st);
     if (r < 0) {
         int s = cli_fail(PROG, 1, "%s", vmio_errmsg());
         vmio_migrate_receiver_free(rc);
@@ -525,7 +525,7 @@ static int bench_one(struct opts *o, struct snapset *ss, const struct mode *m)
         status = cli_fail(PROG, 1, "mode %s: %s%s%s", m->name, serr, serr[0] ? "; " : "", x.err);
     } else {
         struct vmio_migrate_receiver_stats rs = { .struct_size = sizeof(rs) };
-        vmio_migrate_receiver_stats(rc, &rs);
+        vmio_migrate_receiver_get_stats(rc, &rs);
         int rounds = vmio_migrate_sender_rounds(s);
         uint64_t raw = 0, wire = 0, enc = 0;
         for (int i = 0; i < rounds; i++) {

@@ -214,7 +214,7 @@ struct vmio_migrate_receiver_stats {
     uint64_t decode_ns;         /* checking, decompressing and applying */
     uint64_t total_ns;          /* first byte to the result sent */
 };
-VMIO_API int vmio_migrate_receiver_stats(vmio_migrate_receiver *r,
+VMIO_API int vmio_migrate_receiver_get_stats(vmio_migrate_receiver *r,
                                          struct vmio_migrate_receiver_stats *st);
 /* Digest of all destination memory as confirmed at the end (16 bytes,
  * XXH3-128 over the regions in order). */

@@ -44,12 +44,20 @@ struct vmio_mig_region_desc {
     uint32_t page_size;
 };
 
-/* Caller bitmaps: fn is called from collect. */
+/* Caller bitmaps: collect calls fn with a zeroed scratch bitmap (as the
+ * public API promises) and ORs its bits, those below npages, into the
+ * engine's bitmap; an error of fn is returned with the message set under
+ * "vmio_migrate_send". start and stop do nothing. */
 int vmio_mig_dirty_bitmap_new(vmio_migrate_dirty_fn fn, void *opaque,
                               struct vmio_mig_dirty **out);
 /* userfaultfd write-protect (UFFD_FEATURE_WP_ASYNC) + PAGEMAP_SCAN over the
- * regions (this process's private anonymous memory). Errors under api;
- * -ENOTSUP with a message naming what the kernel lacks. */
+ * regions (this process's private anonymous memory, -EINVAL otherwise);
+ * registers them at once, start write-protects them, collect needs npages
+ * equal to the region's page count, stop unregisters (a later start
+ * registers again). Collects of different regions may run concurrently.
+ * Errors of new under api (-ENOTSUP with a message naming what the kernel
+ * lacks, -EPERM with a hint when userfaultfd is not allowed); errors of
+ * start/collect under "vmio_migrate_send". */
 int vmio_mig_dirty_uffd_new(const char *api, const struct vmio_mig_region_desc *r,
                             uint32_t nr, struct vmio_mig_dirty **out);
 /* A Xen domain: maps its RAM (the regions are returned in *regs, *nregs,

@@ -159,7 +159,7 @@ int vmio_migrate_receiver_digest(vmio_migrate_receiver *rc, uint8_t digest[16])
     return 0;
 }
 
-int vmio_migrate_receiver_stats(vmio_migrate_receiver *rc,
+int vmio_migrate_receiver_get_stats(vmio_migrate_receiver *rc,
                                 struct vmio_migrate_receiver_stats *st)
 {
     const char *api = "vmio_migrate_receiver_stats";

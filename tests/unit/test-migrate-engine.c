@@ -247,7 +247,7 @@ START_TEST(t_modes)
     ck_assert_vmio_err(vmio_migrate_sender_round_stats(s, 9, &st), ERANGE,
                        "vmio_migrate_sender_round_stats");
     struct vmio_migrate_receiver_stats rs = { .struct_size = sizeof(rs) };
-    ck_assert_vmio_ok(vmio_migrate_receiver_stats(x.rc, &rs));
+    ck_assert_vmio_ok(vmio_migrate_receiver_get_stats(x.rc, &rs));
     ck_assert_uint_eq(rs.rounds, 5);
     vmio_migrate_sender_free(s);
     vmio_migrate_receiver_free(x.rc);
