@@ -41,6 +41,7 @@ struct opts {
     int json;
     struct vmio_migrate_options mo;
     const char *modes;
+    int track_none;               /* demo without dirty tracking (one stopped round) */
 };
 
 static double now_s(void)
@@ -327,7 +328,8 @@ static int cmd_send(struct opts *o)
         }
         demo_fill(&d);
         struct vmio_migrate_region reg = { sizeof(reg), PAGE, d.mem, o->demo_size, "demo" };
-        if (vmio_migrate_sender_add_region(s, &reg) < 0 || vmio_migrate_track_uffd(s) < 0 ||
+        if (vmio_migrate_sender_add_region(s, &reg) < 0 ||
+            (!o->track_none && vmio_migrate_track_uffd(s) < 0) ||
             vmio_migrate_set_stop_fn(s, demo_stop, &d) < 0) {
             cli_fail(PROG, 1, "%s", vmio_errmsg());
             goto out;
@@ -618,7 +620,7 @@ static void usage(FILE *fp)
             "ADDR: tcp://HOST:PORT, rdma://HOST:PORT or HOST:PORT\n"
             "options: --threads N --codecs LIST --policy adaptive|fixed --gpu auto|off|require\n"
             "         --max-rounds N --downtime-ms N --delta-cache SIZE --link RATE\n"
-            "         --timeout-ms N --writers N --write-rate PAGES/S --json\n"
+            "         --timeout-ms N --writers N --write-rate PAGES/S --track uffd|none --json\n"
             "modes: raw zero delta dedup zstd lz4 adaptive; codecs: raw zero rle delta\n"
             "       dedup zstd lz4 skip all; RATE: 1gbit, 10gbit, 500MB/s, ...\n");
 }
@@ -638,7 +640,7 @@ int main(int argc, char **argv)
     o.mo.struct_size = sizeof(o.mo);
     enum { O_TO = 256, O_LISTEN, O_DIGEST, O_DEMO, O_XEN, O_WRITERS, O_WRATE, O_JSON,
            O_THREADS, O_CODECS, O_POLICY, O_GPU, O_ROUNDS, O_DOWNTIME, O_DCACHE, O_LINK,
-           O_MODE, O_TIMEOUT, O_HELP };
+           O_MODE, O_TIMEOUT, O_TRACK, O_HELP };
     static const struct option lo[] = {
         { "to", required_argument, 0, O_TO },
         { "listen", required_argument, 0, O_LISTEN },
@@ -658,6 +660,7 @@ int main(int argc, char **argv)
         { "link", required_argument, 0, O_LINK },
         { "mode", required_argument, 0, O_MODE },
         { "timeout-ms", required_argument, 0, O_TIMEOUT },
+        { "track", required_argument, 0, O_TRACK },
         { "help", no_argument, 0, O_HELP },
         { 0, 0, 0, 0 },
     };
@@ -742,6 +745,14 @@ int main(int argc, char **argv)
             o.mo.timeout_ms = (uint32_t)strtoul(optarg, &end, 10);
             if (*end)
                 return cli_usage_error(PROG, "bad --timeout-ms \"%s\"", optarg);
+            break;
+        case O_TRACK:
+            if (!strcmp(optarg, "uffd"))
+                o.track_none = 0;
+            else if (!strcmp(optarg, "none"))
+                o.track_none = 1;
+            else
+                return cli_usage_error(PROG, "bad --track \"%s\" (uffd, none)", optarg);
             break;
         case O_HELP:
             usage(stdout);
