@@ -3,6 +3,7 @@
 # block driver of examples/qemu/ compiled in, for tests/integration/qemu-driver.sh.
 #
 #   scripts/qemu-build.sh            # fetch, configure, build (cached)
+#   scripts/qemu-build.sh --source-only   # only step 3; prints the source dir
 #   VMIO_QEMU_DIR=/var/tmp/q scripts/qemu-build.sh
 #
 # Steps, each skipped when its result is already there:
@@ -287,6 +288,13 @@ build_qemu() {
 
 main() {
     say "directory: $QDIR"
+    # --source-only: fetch and unpack the source into $VMIO_QEMU_DIR/src and
+    # print its path (bench/delta-vs-xbzrle.sh compiles one file of it).
+    if [ "${1:-}" = --source-only ]; then
+        fetch_source >&2
+        printf '%s\n' "$QSRC"
+        return 0
+    fi
     [ "${SKIP_DEPS:-0}" = 1 ] || timed deps install_deps
     timed libvmio build_libvmio
     timed fetch fetch_source

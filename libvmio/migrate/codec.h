@@ -7,11 +7,11 @@
  *   1. all zero                          -> ZERO (len 0)
  *   2. HASH flag: SHA-256 of the page into out.hash (every non-zero page)
  *   3. has a reference and DELTA allowed -> DELTA encoding against it when
- *      it is shorter than the limit; an empty DELTA means "unchanged"
+ *      it is no longer than the limit; an empty DELTA means "unchanged"
  *   4. RLE allowed                       -> RLE (= delta against a zero page)
- *      when shorter than the limit
+ *      when no longer than the limit
  *   5. otherwise                         -> RAW (len = page size; the bytes
- *      are the snapshot, enc is not written)
+ *      are the snapshot; enc holds only scratch of the failed attempts)
  * The limit is page_size - page_size / 8: an encoding that saves less is
  * not worth its decode.
  *
@@ -22,7 +22,11 @@
  * Trailing equal bytes are not encoded. Differences separated by fewer
  * than 3 equal bytes are merged into one literal (cheaper than a new
  * pair). The decoder (vmio_mig_delta_decode) checks every bound and never
- * writes outside the page.
+ * writes outside the page; it rejects a uleb128 that is truncated, longer
+ * than 5 bytes, over 32 bits or overlong (a redundant last 0x00 group), a
+ * zero skip after the first pair, a zero-length literal, a skip or literal
+ * past the page end or the input end, and anything after the page end.
+ * An empty encoding is valid (the page is unchanged).
  */
 #ifndef VMIO_MIGRATE_CODEC_H
 #define VMIO_MIGRATE_CODEC_H
@@ -49,7 +53,8 @@ struct vmio_mig_page_out {
     uint8_t kind;                       /* VMIO_MIG_KIND_* */
     uint8_t reserved[3];
     uint32_t len;                       /* encoded length (RAW: page size) */
-    uint8_t hash[VMIO_MIG_HASH_SIZE];   /* with VMIO_MIG_A_HASH, non-zero pages */
+    uint8_t hash[VMIO_MIG_HASH_SIZE];   /* with VMIO_MIG_A_HASH, non-zero pages;
+                                           zeros otherwise */
 };
 
 /* A batch of n pages in flat buffers (the GPU path needs them pinned and
@@ -77,7 +82,8 @@ static inline uint32_t vmio_mig_enc_limit(uint32_t page_size)
 void vmio_mig_analyze_cpu(const struct vmio_mig_batch *b);
 
 /* Encode page against ref (NULL = a zero page) into out (capacity cap).
- * Returns the length, or -1 when it would exceed cap. */
+ * Returns the length, or -1 when it would exceed cap. Nothing is written
+ * at or past out + cap; bytes between the length and cap may be. */
 long vmio_mig_delta_encode(const uint8_t *page, const uint8_t *ref, uint32_t page_size,
                            uint8_t *out, size_t cap);
 /* Apply an encoding to page (which holds the reference, or zeros for

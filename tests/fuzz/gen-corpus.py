@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (corpus-wire/, corpus-uri/,
-corpus-gfarm-helper/, corpus-gfarm-routes/, corpus-rdma-conn/).
+corpus-gfarm-helper/, corpus-gfarm-routes/, corpus-rdma-conn/,
+corpus-migrate-delta/).
 
 The frames are laid out here from docs/protocol.md (and the gfarm helper
 messages from libvmio/storage/gfarm-helper-proto.h) with struct.pack, not
@@ -247,7 +248,120 @@ def rdma_conn_seeds():
     }
 
 
+def uleb(v):
+    out = b''
+    while True:
+        b = v & 0x7f
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def migrate_delta_seeds():
+    """Inputs of fuzz-migrate-delta: encodings (uleb128 skip, uleb128 n, n
+    bytes; see libvmio/migrate/codec.h) that are also read as (mode,
+    reference, page) pairs."""
+    def pair(skip, lit):
+        return uleb(skip) + uleb(len(lit)) + lit
+    s = {}
+    s['empty'] = b''
+    s['first-byte'] = pair(0, b'\x07')
+    s['merged'] = pair(0, b'\x07\x00\x09') + pair(3, b'\x01')
+    s['last-byte'] = pair(4095, b'\x42')
+    s['whole-page'] = pair(0, bytes(range(256)) * 16)
+    s['many-pairs'] = b''.join(pair(3 if i else 0, bytes([i % 255 + 1])) for i in range(1000))
+    s['skip-to-end'] = pair(4096, b'\x01')
+    s['literal-past-end'] = pair(4095, b'\x01\x02')
+    s['literal-past-input'] = uleb(0) + uleb(8) + b'abc'
+    s['zero-literal'] = uleb(5) + uleb(0) + pair(3, b'x')
+    s['second-skip-zero'] = pair(0, b'a') + pair(0, b'b')
+    s['overlong-uleb'] = b'\x80\x00\x01\x09'
+    s['uleb-33-bits'] = b'\xff\xff\xff\xff\x1f\x01\x09'
+    s['truncated-uleb'] = pair(0, b'a') + b'\x80'
+    s['after-page-end'] = pair(4095, b'\x42') + b'\x00'
+    # As (mode, reference, page): sparse edits at both ends, dense pages.
+    edits = b''.join(struct.pack('>HB', off, v) for off, v in
+                     ((0, 1), (1, 2), (4, 3), (4095, 4), (4093, 5), (2048, 6)))
+    s['edits-ends'] = b'\x00' + bytes(range(1, len(edits) + 1)) + edits
+    s['edits-alternate'] = (b'\x00' + b'\x00' * 600
+                            + b''.join(struct.pack('>HB', 2 * k, 0xff) for k in range(200)))
+    s['dense-text'] = b'\x01' + b'the quick brown fox ' * 20 + b'the quick brown cat ' * 20
+    s['dense-counter'] = b'\x01' + bytes(64) + bytes([0, 0, 0, 1]) * 16
+    return s
+
+
+def mig_rec(typ, body, region=0, comp=0, raw_len=None):
+    """A migration stream record (libvmio/migrate/stream.h); the sequence
+    number and checksum are left 0: fuzz-migrate-stream repairs them when
+    the input's first byte is odd."""
+    if raw_len is None:
+        raw_len = len(body)
+    return struct.pack('<BBHIQIIQ', typ, comp, 0, region, 0, len(body), raw_len, 0) + body
+
+
+def migrate_stream_seeds():
+    """Inputs of fuzz-migrate-stream: byte 0 (1 = repair checksums) and a
+    stream for a receiver with regions "low" (16 x 4 KiB) and "high"
+    (4 x 16 KiB)."""
+    import hashlib
+    def region(length, ps, name):
+        return struct.pack('<QII', length, ps, 0) + name.ljust(64, b'\0')
+    hello = mig_rec(1, struct.pack('<IIII', 1, 0, 2, 0) + region(16 * 4096, 4096, b'low')
+                    + region(4 * 16384, 16384, b'high'))
+    def rnd(final=1, n=0):
+        return mig_rec(2, struct.pack('<II', n, final))
+    raw = bytes((i * 7) & 0xff for i in range(4096))
+    rle = uleb(100) + uleb(3) + b'abc' + uleb(3000) + uleb(1) + b'z'
+    delta = uleb(0) + uleb(2) + b'XY'
+    p0 = (uleb(0) + bytes([1]) + uleb(1)                   # ZERO pages 0-1
+          + uleb(0) + bytes([0]) + raw                     # RAW page 2
+          + uleb(0) + bytes([2]) + uleb(len(rle)) + rle    # RLE page 3
+          + uleb(0) + bytes([3]) + uleb(len(delta)) + delta  # DELTA page 4
+          + uleb(0) + bytes([4]) + uleb(0) + uleb(2) + hashlib.sha256(raw).digest()  # DEDUP 5
+          + uleb(0) + bytes([7]) + uleb(2))                # SKIP pages 6-8
+    raw16 = bytes((i * 13) & 0xff for i in range(16384))
+    p1 = (uleb(1) + bytes([0]) + raw16                     # RAW page 1
+          + uleb(0) + bytes([4]) + uleb(1) + uleb(1) + hashlib.sha256(raw16).digest())
+    end = mig_rec(4, bytes(16) + struct.pack('<QI', 12, 0x80000001))
+    seeds = {
+        'stream-ok': b'\x01' + hello + rnd() + mig_rec(3, p0) + mig_rec(3, p1, region=1) + end,
+        'stream-raw-checksums': b'\x00' + hello + rnd() + mig_rec(3, p0) + end,
+        'stream-truncated': b'\x01' + hello + rnd() + mig_rec(3, p0)[:3000],
+        'stream-no-round': b'\x01' + hello + mig_rec(3, p0) + end,
+        'stream-bad-dedup': b'\x01' + hello + rnd() + mig_rec(3, uleb(4) + bytes([4]) + uleb(0)
+                                                           + uleb(9) + bytes(32)) + end,
+        'stream-region-past-end': b'\x01' + hello + rnd() + mig_rec(3, uleb(15) + bytes([1])
+                                                                 + uleb(5)) + end,
+        'stream-abort': b'\x01' + hello + mig_rec(6, b'sender gave up'),
+        'stream-two-rounds': b'\x01' + hello + rnd(0, 0) + mig_rec(3, p0) + rnd(1, 1)
+                             + mig_rec(3, uleb(4) + bytes([3]) + uleb(len(delta)) + delta) + end,
+    }
+    try:
+        import subprocess
+        block = subprocess.run(['zstd', '-q', '-c', '-1'], input=raw + raw16[:4096],
+                               capture_output=True, check=True).stdout
+        body = (bytes([0, 5]) + uleb(1) + uleb(9) + uleb(1) + uleb(len(block)) + block)
+        seeds['stream-zstd-block'] = b'\x01' + hello + rnd() + mig_rec(3, body) + end
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return seeds
+
+
 def main():
+    sdir = os.path.join(HERE, 'corpus-migrate-stream')
+    shutil.rmtree(sdir, ignore_errors=True)
+    os.makedirs(sdir)
+    for name, data in sorted(migrate_stream_seeds().items()):
+        with open(os.path.join(sdir, name), 'wb') as f:
+            f.write(data)
+    mdir = os.path.join(HERE, 'corpus-migrate-delta')
+    shutil.rmtree(mdir, ignore_errors=True)
+    os.makedirs(mdir)
+    for name, data in sorted(migrate_delta_seeds().items()):
+        with open(os.path.join(mdir, name), 'wb') as f:
+            f.write(data)
     cdir = os.path.join(HERE, 'corpus-rdma-conn')
     shutil.rmtree(cdir, ignore_errors=True)
     os.makedirs(cdir)
