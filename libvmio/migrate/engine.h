@@ -107,12 +107,13 @@ int vmio_mig_wrap_fd(const char *api, int fd, struct vmio_transport **out);
  * memory transport). */
 int vmio_mig_receive_on(struct vmio_migrate_receiver *rc, struct vmio_transport *t);
 
-/* Emulated link: each send waits until a link of this rate would have
- * carried it (after the previous one). */
+/* Emulated link: a send of bytes that were ready at ready_ns returns
+ * when a link of this rate would have carried them (after the previous
+ * ones). */
 struct vmio_mig_ratelimit {
     uint64_t rate;             /* bytes/s, 0 = off */
     uint64_t next_ns;          /* when the link is free again */
 };
-void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t bytes);
+void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t ready_ns, uint64_t bytes);
 
 #endif

@@ -167,14 +167,17 @@ int vmio_mig_wrap_fd(const char *api, int fd, struct vmio_transport **out)
     return vmio_tcp_wrap(api, d, out);
 }
 
-void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t bytes)
+void vmio_mig_ratelimit_wait(struct vmio_mig_ratelimit *r, uint64_t ready_ns, uint64_t bytes)
 {
     if (!r->rate)
         return;
-    /* A link that serialises at rate: no credit builds up while idle. */
-    uint64_t now = vmio_now_ns();
-    uint64_t start = r->next_ns > now ? r->next_ns : now;
+    /* A link that serialises at rate: the bytes start when they were
+     * ready and the link was free; no credit builds up while idle. */
+    uint64_t start = r->next_ns > ready_ns ? r->next_ns : ready_ns;
     r->next_ns = start + (uint64_t)((double)bytes * 1e9 / (double)r->rate);
+    uint64_t now = vmio_now_ns();
+    if (r->next_ns <= now)
+        return;
     uint64_t d = r->next_ns - now;
     struct timespec ts = { (time_t)(d / 1000000000u), (long)(d % 1000000000u) };
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)

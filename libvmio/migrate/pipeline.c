@@ -244,6 +244,11 @@ static void loc_to_region(struct pipe *p, uint64_t loc, uint32_t *region, uint64
     *page = loc - p->s->regions[lo].loc0;
 }
 
+static int in_block(int codec)
+{
+    return codec == VMIO_MIGRATE_CODEC_RAW || codec == VMIO_MIGRATE_CODEC_RLE;
+}
+
 static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
 {
     memset(b->codec_pages, 0, sizeof(b->codec_pages));
@@ -258,10 +263,11 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
     struct vmio_mig_sregion *g = &p->s->regions[b->region];
     uint32_t ps = g->page_size;
 
-    /* Compress the pages still raw when the policy says it pays. */
+    /* Compress the pages still raw when the policy says it pays; RLE pages
+     * join them (a compressor does better on a sparse page than RLE). */
     uint32_t nraw = 0;
     for (uint32_t i = 0; i < b->n; i++)
-        nraw += b->codec[i] == VMIO_MIGRATE_CODEC_RAW;
+        nraw += in_block(b->codec[i]);
     int comp = VMIO_MIG_COMP_NONE, probe = 0;
     long clen = 0;
     if (nraw && p->comp_any)
@@ -269,7 +275,7 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
     if (comp != VMIO_MIG_COMP_NONE) {
         uint32_t k = 0;
         for (uint32_t i = 0; i < b->n; i++) {
-            if (b->codec[i] != VMIO_MIGRATE_CODEC_RAW)
+            if (!in_block(b->codec[i]))
                 continue;
             b->rawpages[k] = b->pidx[i];
             const uint8_t *src = b->zero[i] ? NULL : b->pages + (size_t)b->slot[i] * ps;
@@ -305,7 +311,7 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
         int c = b->codec[i];
         struct vmio_mig_entry e = { .codec = (uint8_t)c, .page = b->pidx[i], .count = 1 };
         uint32_t j = i + 1;
-        if (c == VMIO_MIGRATE_CODEC_RAW && comp != VMIO_MIG_COMP_NONE) {
+        if (in_block(c) && comp != VMIO_MIG_COMP_NONE) {
             i = j;
             continue;                    /* in the compressed block */
         }
@@ -418,9 +424,10 @@ static int send_record(struct pipe *p, int type, uint32_t region, const void *pa
                                 .wire_len = (uint32_t)len, .raw_len = (uint32_t)len };
     vmio_mig_rec_pack(hdr, &rec, payload);
     uint64_t t0 = vmio_now_ns();
-    vmio_mig_ratelimit_wait(&p->rl, VMIO_MIG_REC_HDR + len);
     struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)payload, len } };
     int r = vmio_transport_sendv(p->t, iov, len ? 2 : 1);
+    if (r == 0)   /* the emulated link carries it meanwhile */
+        vmio_mig_ratelimit_wait(&p->rl, t0, VMIO_MIG_REC_HDR + len);
     uint64_t dt = vmio_now_ns() - t0;
     if (r < 0)
         return r;

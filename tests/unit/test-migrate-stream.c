@@ -3,10 +3,16 @@
  * adaptive policy (policy.c), the emulated link and addresses (link.c). */
 #include <vmio/migrate.h>
 
+#include "core/internal.h"
 #include "migrate/engine.h"
 #include "migrate/stream.h"
 #include "protocol/wire.h"
 #include "test-common.h"
+
+static uint64_t test_ns(void)
+{
+    return vmio_now_ns();
+}
 
 START_TEST(t_uleb)
 {
@@ -324,12 +330,12 @@ START_TEST(t_link)
     struct vmio_mig_ratelimit rl = { 20000000, 0 };
     double t0 = test_now();
     for (int i = 0; i < 20; i++)
-        vmio_mig_ratelimit_wait(&rl, 100000);
+        vmio_mig_ratelimit_wait(&rl, test_ns(), 100000);
     double dt = test_now() - t0;
     ck_assert_msg(dt >= 0.099 && dt < 0.5, "%f s", dt);
     usleep(100000);
     t0 = test_now();
-    vmio_mig_ratelimit_wait(&rl, 1000000);
+    vmio_mig_ratelimit_wait(&rl, test_ns(), 1000000);
     dt = test_now() - t0;
     ck_assert_msg(dt >= 0.049, "no wait after idling: %f s", dt);
 }
