@@ -66,6 +66,7 @@ struct vmio_mig_policy {
     unsigned workers;
     int allowed[3];            /* by enum vmio_mig_comp */
     double link_bps;           /* wire bytes per second (EWMA) */
+    uint64_t link_samples;
     double analyze_bps;        /* raw bytes per second per thread (EWMA) */
     double comp_bps[3];        /* input bytes per second per thread */
     double comp_ratio[3];      /* input / output */

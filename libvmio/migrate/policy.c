@@ -23,9 +23,11 @@ void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned work
     p->workers = workers ? workers : 1;
     memcpy(p->allowed, allowed, sizeof(p->allowed));
     p->allowed[VMIO_MIG_COMP_NONE] = 1;
-    /* Priors, replaced by measurements as batches go out: a 1 Gbit/s
-     * link, and what one core of a 2020s server does on guest memory. */
-    p->link_bps = 125e6;
+    /* Priors, replaced by measurements as batches go out (the first link
+     * measurement replaces the prior outright): a 10 Gbit/s link, so that
+     * a fast link never starts with compression, and what one core of a
+     * 2020s server does on guest memory. */
+    p->link_bps = 1.25e9;
     p->analyze_bps = 2e9;
     p->comp_bps[VMIO_MIG_COMP_LZ4] = 500e6;
     p->comp_ratio[VMIO_MIG_COMP_LZ4] = 2.0;
@@ -118,7 +120,8 @@ void vmio_mig_policy_note_link(struct vmio_mig_policy *p, uint64_t bytes, uint64
     if (!bytes || !ns)
         return;
     pthread_mutex_lock(&p->mx);
-    p->link_bps = EWMA(p->link_bps, (double)bytes * 1e9 / (double)ns);
+    double bps = (double)bytes * 1e9 / (double)ns;
+    p->link_bps = p->link_samples++ ? EWMA(p->link_bps, bps) : bps;
     pthread_mutex_unlock(&p->mx);
 }
 

@@ -289,10 +289,19 @@ static int on_hello(struct rx *x, const uint8_t *p, size_t len)
 static int apply_block(struct rx *x, const struct rregion *g, const struct vmio_mig_entry *e)
 {
     size_t need = (size_t)e->count * g->page_size;
-    if (grow(&x->scratch, &x->scratch_cap, need) < 0)
+    /* Consecutive pages (the usual case in round 0) decompress in place;
+     * entry_next checked that they lie inside the region. */
+    struct vmio_mig_block_iter bi;
+    vmio_mig_block_iter_init(&bi, e);
+    uint64_t last = e->page;
+    for (uint64_t k = 0; k < e->count; k++)
+        last = vmio_mig_block_iter_next(&bi);
+    int direct = last - e->page + 1 == e->count;
+    if (!direct && grow(&x->scratch, &x->scratch_cap, need) < 0)
         BAD(ENOMEM, "out of memory");
+    uint8_t *dst = direct ? g->base + e->page * g->page_size : x->scratch;
     int comp = e->codec == VMIO_MIGRATE_CODEC_ZSTD ? VMIO_MIG_COMP_ZSTD : VMIO_MIG_COMP_LZ4;
-    int r = vmio_mig_decompress(&x->cc, comp, e->data, e->len, x->scratch, need);
+    int r = vmio_mig_decompress(&x->cc, comp, e->data, e->len, dst, need);
     if (r == -ENOTSUP)
         BAD(ENOTSUP, "%s block at page %llu: this build has no %s",
             vmio_migrate_codec_name(e->codec), (unsigned long long)e->page,
@@ -300,7 +309,8 @@ static int apply_block(struct rx *x, const struct rregion *g, const struct vmio_
     if (r < 0)
         BAD(EINVAL, "%s block at page %llu: corrupt data", vmio_migrate_codec_name(e->codec),
             (unsigned long long)e->page);
-    struct vmio_mig_block_iter bi;
+    if (direct)
+        return 0;
     vmio_mig_block_iter_init(&bi, e);
     for (uint64_t k = 0; k < e->count; k++) {
         uint64_t pg = vmio_mig_block_iter_next(&bi);
