@@ -56,10 +56,10 @@ void vmio_mig_dcache_free(struct vmio_mig_dcache *c);
 int vmio_mig_dcache_swap(struct vmio_mig_dcache *c, uint64_t loc, const uint8_t *page,
                          uint8_t *ref);
 
-/* ---- adaptive policy ---------------------------------------------------
- * Per batch: send the remaining raw pages as they are, or through lz4 or
- * zstd, whichever finishes first given the measured link bandwidth and
- * the measured per-thread speed and ratio of each compressor. */
+/* ---- adaptive policy (policy.c) --------------------------------------
+ * Per batch: hash or not (DEDUP/SKIP need it), and send the remaining raw
+ * pages as they are or through lz4 or zstd, keeping the larger of the
+ * committed CPU time (per thread) and wire time smallest. */
 struct vmio_mig_policy {
     pthread_mutex_t mx;
     int adaptive;
@@ -68,21 +68,34 @@ struct vmio_mig_policy {
     double link_bps;           /* wire bytes per second (EWMA) */
     uint64_t link_samples;
     double analyze_bps;        /* raw bytes per second per thread (EWMA) */
+    double hash_bps;           /* SHA-256 bytes per second per thread */
+    double dup_frac;           /* hashed pages that became DEDUP or SKIP */
     double comp_bps[3];        /* input bytes per second per thread */
     double comp_ratio[3];      /* input / output */
-    uint64_t decisions;
+    double cpu_s, wire_s;      /* committed so far: CPU s per thread, wire s */
+    int compressing;           /* the last real choice was a compressor */
+    uint64_t decisions, hash_decisions;
 };
 void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned workers,
                           const int allowed[3]);
 void vmio_mig_policy_destroy(struct vmio_mig_policy *p);
-/* Choose for raw_bytes of remaining raw pages; *probe is set when the
- * choice is an exploration of a compressor not otherwise picked. */
-int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, int *probe);
+/* 1 when the batch's bytes (non-zero pages) should be hashed; *probe when
+ * that is only to keep the estimates current. */
+int vmio_mig_policy_hash(struct vmio_mig_policy *p, uint64_t bytes, int *probe);
+/* The compressor for raw_bytes of a batch whose other entries take
+ * other_wire bytes and whose analysis took batch_cpu_ns; commits the
+ * batch's estimated CPU and wire time. */
+int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64_t other_wire,
+                           uint64_t batch_cpu_ns, int *probe);
 void vmio_mig_policy_note_comp(struct vmio_mig_policy *p, int comp, uint64_t in, uint64_t out,
                                uint64_t ns);
+void vmio_mig_policy_note_hash(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
+void vmio_mig_policy_note_dedup(struct vmio_mig_policy *p, uint64_t hashed, uint64_t found);
 void vmio_mig_policy_note_analyze(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
 void vmio_mig_policy_note_link(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
 double vmio_mig_policy_link_bps(struct vmio_mig_policy *p);
+/* 1 while the adaptive policy is choosing a compressor for raw pages. */
+int vmio_mig_policy_compressing(struct vmio_mig_policy *p);
 
 /* ---- connections -------------------------------------------------------
  * "tcp://host:port", "rdma://host:port", "host:port" (auto). */

@@ -41,6 +41,7 @@ struct batch {
     uint64_t *rawpages;
     uint64_t codec_pages[VMIO_MIGRATE_CODEC_COUNT], codec_bytes[VMIO_MIGRATE_CODEC_COUNT];
     uint64_t encode_ns;
+    int hashed;                      /* out[].hash valid for non-zero pages */
     struct vmio_mig_gpu_batch *gb;   /* GPU: pages..enc point into it */
 };
 
@@ -129,13 +130,19 @@ static void analyze(struct pipe *p, struct batch *b)
         b->slot[i] = k;
         uint8_t *snap = b->pages + (size_t)k * ps;
         memcpy(snap, src, ps);
-        b->has_ref[k] = delta ? (uint8_t)vmio_mig_dcache_swap(&g->dc, loc, snap,
+        /* Round 0 fills the cache only with its first slots' worth of
+         * memory: the direct-mapped cache would keep just one page per slot
+         * anyway, and copying every page in costs more than it brings. */
+        int keep = b->round > 0 || loc < g->dc.nslots;
+        b->has_ref[k] = delta ? (uint8_t)vmio_mig_dcache_swap(&g->dc, loc, keep ? snap : NULL,
                                                               b->refs + (size_t)k * ps)
                               : 0;
     }
+    b->hashed = 0;
     if (b->nz && b->gb) {
         b->gb->batch.n = b->nz;
         b->gb->batch.flags = p->aflags;
+        b->hashed = p->use_hash;        /* the GPU hashes for free */
         int r = vmio_mig_gpu_analyze(p->gpu, b->gb);
         if (r >= 0)
             r = vmio_mig_gpu_wait(p->gpu, b->gb);
@@ -144,11 +151,31 @@ static void analyze(struct pipe *p, struct batch *b)
             fail(p);
         }
     } else if (b->nz) {
+        /* While the policy compresses, RLE pages would join the block
+         * anyway: skip the RLE attempt. */
+        uint32_t fl = p->aflags & ~VMIO_MIG_A_HASH;
+        if (vmio_mig_policy_compressing(&p->pol))
+            fl &= ~VMIO_MIG_A_RLE;
         struct vmio_mig_batch vb = {
-            .page_size = ps, .n = b->nz, .flags = p->aflags, .pages = b->pages,
-            .refs = b->refs, .has_ref = b->has_ref, .out = b->out, .enc = b->enc,
+            .page_size = ps, .n = b->nz, .flags = fl,
+            .pages = b->pages, .refs = b->refs, .has_ref = b->has_ref, .out = b->out,
+            .enc = b->enc,
         };
         vmio_mig_analyze_cpu(&vb);
+        /* The hash only where the policy says it pays (the same digest
+         * analyze_cpu would compute with VMIO_MIG_A_HASH). */
+        int probe;
+        if (p->use_hash && vmio_mig_policy_hash(&p->pol, (uint64_t)b->nz * ps, &probe)) {
+            uint64_t h0 = vmio_now_ns(), hb = 0;
+            for (uint32_t k = 0; k < b->nz; k++) {
+                if (b->out[k].kind == VMIO_MIG_KIND_ZERO)
+                    continue;
+                vmio_mig_hash(b->pages + (size_t)k * ps, ps, b->out[k].hash);
+                hb += ps;
+            }
+            vmio_mig_policy_note_hash(&p->pol, hb, vmio_now_ns() - h0);
+            b->hashed = 1;
+        }
     }
     b->encode_ns = vmio_now_ns() - t0;
     vmio_mig_policy_note_analyze(&p->pol, (uint64_t)b->n * ps, b->encode_ns);
@@ -183,6 +210,7 @@ static void commit(struct pipe *p, struct batch *b)
     if (b->kind != K_PAGES)
         return;
     struct vmio_mig_sregion *g = &p->s->regions[b->region];
+    uint64_t hashed = 0, found = 0;
     for (uint32_t i = 0; i < b->n; i++) {
         uint64_t loc = g->loc0 + b->pidx[i];
         b->dsrc[i] = UINT64_MAX;
@@ -210,22 +238,29 @@ static void commit(struct pipe *p, struct batch *b)
         default:
             c = VMIO_MIGRATE_CODEC_RAW;
         }
-        if (p->use_hash && c != VMIO_MIGRATE_CODEC_ZERO && c != VMIO_MIGRATE_CODEC_SKIP) {
+        if (b->hashed && c != VMIO_MIGRATE_CODEC_ZERO && c != VMIO_MIGRATE_CODEC_SKIP) {
             uint32_t cost = c == VMIO_MIGRATE_CODEC_RAW ? g->page_size : o->len + 4;
+            hashed++;
             if (allowed(p, VMIO_MIGRATE_CODEC_SKIP) && vmio_mig_dedup_holds(&p->dd, loc, o->hash)) {
                 c = VMIO_MIGRATE_CODEC_SKIP;
+                found++;
             } else if (allowed(p, VMIO_MIGRATE_CODEC_DEDUP) && cost > DEDUP_ENTRY_BYTES) {
                 uint64_t src = vmio_mig_dedup_find(&p->dd, o->hash);
                 if (src != UINT64_MAX && !later_in_batch(g, b, i, src)) {
                     c = VMIO_MIGRATE_CODEC_DEDUP;
                     b->dsrc[i] = src;
+                    found++;
                 }
             }
         }
+        /* What the receiver now holds at loc: zeros, bytes with this
+         * digest, or (not hashed) bytes the table does not know. */
         if (p->use_hash)
-            vmio_mig_dedup_set(&p->dd, loc, c == VMIO_MIGRATE_CODEC_ZERO ? NULL : o->hash);
+            vmio_mig_dedup_set(&p->dd, loc, c == VMIO_MIGRATE_CODEC_ZERO || !b->hashed
+                                                ? NULL : o->hash);
         b->codec[i] = (uint8_t)c;
     }
+    vmio_mig_policy_note_dedup(&p->pol, hashed, found);
 }
 
 /* ---- stage 3: pack + compress (parallel) -------------------------------- */
@@ -266,12 +301,19 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
     /* Compress the pages still raw when the policy says it pays; RLE pages
      * join them (a compressor does better on a sparse page than RLE). */
     uint32_t nraw = 0;
-    for (uint32_t i = 0; i < b->n; i++)
-        nraw += in_block(b->codec[i]);
+    uint64_t other = 0;   /* wire bytes of the other entries, roughly */
+    for (uint32_t i = 0; i < b->n; i++) {
+        int c = b->codec[i];
+        nraw += in_block(c);
+        other += c == VMIO_MIGRATE_CODEC_DELTA ? b->out[b->slot[i]].len + 4u
+                 : c == VMIO_MIGRATE_CODEC_DEDUP ? DEDUP_ENTRY_BYTES
+                 : in_block(c) ? 0 : 1;
+    }
     int comp = VMIO_MIG_COMP_NONE, probe = 0;
     long clen = 0;
-    if (nraw && p->comp_any)
-        comp = vmio_mig_policy_choose(&p->pol, (uint64_t)nraw * ps, &probe);
+    if (p->comp_any)
+        comp = vmio_mig_policy_choose(&p->pol, (uint64_t)nraw * ps, other, b->encode_ns,
+                                      &probe);
     if (comp != VMIO_MIG_COMP_NONE) {
         uint32_t k = 0;
         for (uint32_t i = 0; i < b->n; i++) {

@@ -271,41 +271,78 @@ START_TEST(t_dcache)
 }
 END_TEST
 
+static void teach(struct vmio_mig_policy *p, double link, double zbps, double zratio,
+                  double lbps, double lratio)
+{
+    for (int i = 0; i < 30; i++) {
+        vmio_mig_policy_note_link(p, (uint64_t)link, 1000000000);
+        vmio_mig_policy_note_comp(p, VMIO_MIG_COMP_ZSTD, 1 << 20,
+                                  (uint64_t)((1 << 20) / zratio), (uint64_t)(1048576e9 / zbps));
+        vmio_mig_policy_note_comp(p, VMIO_MIG_COMP_LZ4, 1 << 20,
+                                  (uint64_t)((1 << 20) / lratio), (uint64_t)(1048576e9 / lbps));
+    }
+}
+
 START_TEST(t_policy)
 {
     int allowed[3] = { 1, 1, 1 };
     struct vmio_mig_policy p;
-    int probe;
+    int probe, n[3];
+    /* a slow link, compressors that keep up: zstd, and hashing pays */
     vmio_mig_policy_init(&p, 1, 2, allowed);
-    /* a slow link and compressors that shrink well: compress */
-    vmio_mig_policy_note_link(&p, 125000000, 1000000000);
-    for (int i = 0; i < 10; i++) {
-        vmio_mig_policy_note_comp(&p, VMIO_MIG_COMP_ZSTD, 1 << 20, 1 << 18, 3000000);
-        vmio_mig_policy_note_comp(&p, VMIO_MIG_COMP_LZ4, 1 << 20, 1 << 19, 1500000);
-    }
-    ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, &probe), VMIO_MIG_COMP_ZSTD);
-    /* a link faster than both compressors: raw, apart from probes */
-    for (int i = 0; i < 20; i++)
-        vmio_mig_policy_note_link(&p, 5000000000ull, 1000000000);
+    teach(&p, 125e6, 600e6, 4, 1200e6, 2);
+    memset(n, 0, sizeof n);
+    for (int i = 0; i < 100; i++)
+        n[vmio_mig_policy_choose(&p, 1 << 20, 100, 100000, &probe)]++;
+    ck_assert_int_ge(n[VMIO_MIG_COMP_ZSTD], 90);
+    ck_assert_int_eq(vmio_mig_policy_hash(&p, 1 << 20, &probe), 1);
+    vmio_mig_policy_destroy(&p);
+
+    /* a slow link but a slow zstd: the CPU becomes the limit, the policy
+     * mixes zstd with lz4 to balance CPU and wire */
+    vmio_mig_policy_init(&p, 1, 2, allowed);
+    teach(&p, 125e6, 100e6, 4, 400e6, 2);
+    memset(n, 0, sizeof n);
+    for (int i = 0; i < 400; i++)
+        n[vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe)]++;
+    ck_assert_msg(n[VMIO_MIG_COMP_ZSTD] > 40 && n[VMIO_MIG_COMP_LZ4] > 40,
+                  "zstd %d lz4 %d none %d", n[1], n[2], n[0]);
+    ck_assert_msg(p.cpu_s < p.wire_s * 1.2 && p.wire_s < p.cpu_s * 1.2, "cpu %f wire %f",
+                  p.cpu_s, p.wire_s);
+    vmio_mig_policy_destroy(&p);
+
+    /* a link faster than both compressors: raw, apart from probes, and no
+     * hashing once the CPU is the limit (apart from probes) */
+    vmio_mig_policy_init(&p, 1, 2, allowed);
+    teach(&p, 5e9, 400e6, 3, 800e6, 2);
     int raw = 0, probes = 0;
     for (int i = 0; i < 64; i++) {
-        int c = vmio_mig_policy_choose(&p, 1 << 20, &probe);
+        int c = vmio_mig_policy_choose(&p, 1 << 20, 0, 2000000, &probe);
         raw += c == VMIO_MIG_COMP_NONE;
         probes += probe;
         ck_assert(c == VMIO_MIG_COMP_NONE || probe);
     }
     ck_assert_int_eq(raw + probes, 64);
     ck_assert_int_le(probes, 4);
-    ck_assert_int_eq(vmio_mig_policy_choose(&p, 0, &probe), VMIO_MIG_COMP_NONE);
+    int hashes = 0;
+    for (int i = 0; i < 64; i++) {
+        int h = vmio_mig_policy_hash(&p, 1 << 20, &probe);
+        hashes += h;
+        ck_assert(!h || probe);
+    }
+    ck_assert_int_eq(hashes, 4);
+    ck_assert_int_eq(vmio_mig_policy_choose(&p, 0, 10, 10, &probe), VMIO_MIG_COMP_NONE);
     vmio_mig_policy_destroy(&p);
-    /* fixed: the strongest allowed whatever the link */
+
+    /* fixed: the strongest allowed whatever the link, always hashing */
     vmio_mig_policy_init(&p, 0, 2, allowed);
     vmio_mig_policy_note_link(&p, 5000000000ull, 1000000000);
-    ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, &probe), VMIO_MIG_COMP_ZSTD);
+    ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe), VMIO_MIG_COMP_ZSTD);
+    ck_assert_int_eq(vmio_mig_policy_hash(&p, 1 << 20, &probe), 1);
     vmio_mig_policy_destroy(&p);
     int lz4only[3] = { 1, 0, 1 };
     vmio_mig_policy_init(&p, 0, 2, lz4only);
-    ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, &probe), VMIO_MIG_COMP_LZ4);
+    ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe), VMIO_MIG_COMP_LZ4);
     vmio_mig_policy_destroy(&p);
 }
 END_TEST
