@@ -17,6 +17,16 @@
 # dpkg-deb, xz, lz4 (or gzip), ldd, ldconfig, meson. Installs qemu-system-x86
 # with apt-get when it is missing and we are root.
 # Exit status: 0 ok, 77 when QEMU or the kernel cannot be obtained, 1 else.
+#
+# Optional second root file system (used by scripts/migrate-corpus.sh): with
+# VM_EXTRA_PKGS="pkg..." set, those packages and their Depends closure (plus
+# busybox-static, minus the packages matching the regex VM_EXTRA_EXCLUDE,
+# by default the EXCLUDE list below) are
+# unpacked into <out>/extra/ and written as the ext4 image <out>/extra.img
+# (cached), for a guest script to mount read-only from a virtio disk
+# (run.sh --disk) and chroot into; the modules virtio_pci, virtio_blk and
+# ext4 are added. The default out dir is then <build-dir>/vm-extra, so the
+# guest of the vm suite stays as it is.
 set -euo pipefail
 export LC_ALL=C
 
@@ -38,6 +48,10 @@ MODULES="rdma_rxe ib_uverbs rdma_ucm ib_umad veth dummy loop sd_mod sg iscsi_tcp
 EXTRA_BUILD="tests/unit/test-* tests/integration/vmio-test-*"
 # Files of the source tree that guest scripts may use; in /vm/src/<path>.
 EXTRA_SRC="tests/integration/*.sh"
+# The optional extra root file system (see the top of this file).
+VM_EXTRA_PKGS=${VM_EXTRA_PKGS:-}
+VM_EXTRA_EXCLUDE=${VM_EXTRA_EXCLUDE:-$EXCLUDE}
+[ -z "$VM_EXTRA_PKGS" ] || MODULES="$MODULES virtio_pci virtio_blk ext4"
 
 # --- arguments ---------------------------------------------------------------
 build=$src/build
@@ -59,7 +73,7 @@ die() { echo "build.sh: error: $*" >&2; exit 1; }
 skip() { echo "build.sh: SKIP: $*"; exit 77; }
 [ -f "$build/build.ninja" ] || die "$build is not a meson build dir (meson setup $build)"
 build=$(cd "$build" && pwd)
-out=${out:-$build/vm}
+if [ -n "$VM_EXTRA_PKGS" ]; then out=${out:-$build/vm-extra}; else out=${out:-$build/vm}; fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 for s in "${scripts[@]}"; do [ -f "$s" ] || die "no such script: $s"; done
@@ -291,6 +305,54 @@ for lib in $(find "$stage/usr/local" "$stage/vm/build" -type f | while read -r f
 done
 ldconfig -r "$stage" 2>"$out/ldconfig.log" || { cat "$out/ldconfig.log" >&2; die "ldconfig failed"; }
 tick "libraries ($copied copied from the host)"
+
+# The extra root file system (only with VM_EXTRA_PKGS; cached).
+# extra-begin
+if [ -n "$VM_EXTRA_PKGS" ]; then
+    xkey="busybox-static $(echo $VM_EXTRA_PKGS) | $VM_EXTRA_EXCLUDE"
+    xlist=$out/extra-pkgs.txt
+    if [ ! -s "$xlist" ] || [ "$(head -1 "$xlist")" != "$xkey" ]; then
+        sel=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+            --no-breaks --no-replaces --no-enhances busybox-static $VM_EXTRA_PKGS 2>/dev/null |
+            grep -v '^[ <]' | sort -u | grep -Ev "$VM_EXTRA_EXCLUDE" || true)
+        [ -n "$sel" ] || die "apt-cache found none of: $VM_EXTRA_PKGS"
+        { echo "$xkey"; echo "$sel"; } >"$xlist"
+    fi
+    need=()
+    for p in $(tail -n +2 "$xlist"); do
+        compgen -G "$debs/${p}_*.deb" >/dev/null || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "build.sh: downloading ${#need[@]} extra packages"
+        get() { (cd "$debs" && apt-get download "${need[@]}") >"$out/download-extra.log" 2>&1; }
+        get || { apt_update && get; } ||
+            die "cannot download the extra packages (see $out/download-extra.log)"
+    fi
+    xstamp=$( (cat "$xlist"; sed -n '/^# extra-begin/,/^# extra-end/p' "$0") | sha256sum | cut -c1-16)
+    if [ "$(cat "$out/extra/.stamp" 2>/dev/null)" != "$xstamp" ] || [ ! -s "$out/extra.img" ]; then
+        xt=$out/extra
+        rm -rf "$xt" "$out/extra.img"
+        mkdir -p "$xt"
+        for p in $(tail -n +2 "$xlist"); do
+            dpkg-deb -x "$(ls "$debs/${p}"_*.deb | head -1)" "$xt"
+        done
+        rm -rf "$xt"/usr/share/{doc,man,info,lintian,bash-completion,bug}
+        mkdir -p "$xt"/{proc,sys,dev,run,tmp,root,var/lib,var/run}
+        [ -e "$xt/bin/sh" ] || ln -s busybox "$xt/bin/sh"
+        printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'postgres:x:100:100:postgres:/tmp:/bin/sh' \
+            'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' >"$xt/etc/passwd"
+        printf '%s\n' 'root:x:0:' 'postgres:x:100:' 'nogroup:x:65534:' >"$xt/etc/group"
+        printf '%s\n' /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu >"$xt/etc/ld.so.conf"
+        rm -rf "$xt/etc/ld.so.conf.d"
+        ldconfig -r "$xt" 2>/dev/null || true
+        echo "$xstamp" >"$xt/.stamp"
+        mb=$(du -sm "$xt" | cut -f1)
+        mkfs.ext4 -q -F -L vmio-extra -d "$xt" "$out/extra.img" $((mb * 5 / 4 + 64))M \
+            >"$out/mkfs-extra.log" 2>&1 || { cat "$out/mkfs-extra.log" >&2; die "mkfs.ext4 failed"; }
+        tick "extra root file system extra.img ($mb MB)"
+    fi
+fi
+# extra-end
 
 # --- 6. pack -------------------------------------------------------------------
 if command -v lz4 >/dev/null; then z() { lz4 -l -q -1; }; else z() { gzip -1; }; fi

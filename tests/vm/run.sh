@@ -3,6 +3,7 @@
 #
 #   tests/vm/run.sh [--build-dir DIR] [--mem MB] [--smp N] [--timeout S]
 #                   [--script PATH]... [--out-dir DIR] [--no-rebuild]
+#                   [--vm-dir DIR] [--mem-path FILE] [--qmp SOCKET] [--disk IMG]
 #
 # Prepares the guest with tests/vm/build.sh (cached in <build-dir>/vm; only
 # the initramfs is repacked), boots Debian's kernel with
@@ -16,6 +17,12 @@
 #   --out-dir DIR    where the console log and the files the guest exported
 #                    with vm_export go (default <build-dir>/vm/results)
 #   --no-rebuild     do not run ninja first (meson test has built it all)
+#   --vm-dir DIR     build.sh's out dir (default <build-dir>/vm, or
+#                    <build-dir>/vm-extra when VM_EXTRA_PKGS is set)
+#   --mem-path FILE  guest RAM backed by FILE (memory-backend-file,
+#                    share=on): the host sees the guest's memory there
+#   --qmp SOCKET     a QMP server on the unix socket SOCKET
+#   --disk IMG       IMG as a read-only virtio disk (/dev/vda in the guest)
 # Exit status: 0 if every check passed and no script failed, 77 if QEMU or
 # the kernel cannot be obtained, 1 otherwise (a timeout or a kernel panic
 # included).
@@ -29,6 +36,10 @@ mem=1024
 smp=2
 tmo=600
 outdir=
+vmdir=
+mempath=
+qmp=
+disk=
 bargs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,17 +50,25 @@ while [ $# -gt 0 ]; do
     --script) bargs+=(--script "$2"); shift 2 ;;
     --out-dir) outdir=$2; shift 2 ;;
     --no-rebuild) bargs+=(--no-rebuild); shift ;;
+    --vm-dir) vmdir=$2; shift 2 ;;
+    --mem-path) mempath=$2; shift 2 ;;
+    --qmp) qmp=$2; shift 2 ;;
+    --disk) disk=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
 # 1. kernel + initramfs (build.sh exits 77 if QEMU or the kernel is missing)
-bash "$here/build.sh" --build-dir "$build" "${bargs[@]}"
+if [ -z "$vmdir" ]; then
+    vmdir=$build/vm
+    [ -z "${VM_EXTRA_PKGS:-}" ] || vmdir=$build/vm-extra
+fi
+bash "$here/build.sh" --build-dir "$build" --out "$vmdir" "${bargs[@]}"
 rc=$?
 [ $rc -eq 77 ] && { echo "run.sh: SKIP: the VM cannot be prepared on this machine"; exit 77; }
 [ $rc -eq 0 ] || { echo "run.sh: tests/vm/build.sh failed (status $rc)"; exit 1; }
-vm=$(cd "$build" && pwd)/vm
+vm=$(cd "$vmdir" && pwd)
 outdir=${outdir:-$vm/results}
 mkdir -p "$outdir"
 log=$outdir/console.log
@@ -66,12 +85,18 @@ us() { local t=${1/./}; echo $((10#$t)); }
 bios=()
 qemu_data=$(dirname "$(readlink -f "$(command -v qemu-system-x86_64)")")/../share/qemu
 [ -f "$qemu_data/qboot.rom" ] && bios=(-bios qboot.rom)
-echo "run.sh: qemu-system-x86_64 -accel tcg -smp $smp -m $mem ${bios[*]}, timeout ${tmo}s"
+# Optional: RAM in a shared file, a QMP socket, a read-only disk.
+extra=()
+[ -z "$mempath" ] || extra+=(-object "memory-backend-file,id=mem,size=${mem}M,mem-path=$mempath,share=on"
+    -machine memory-backend=mem)
+[ -z "$qmp" ] || extra+=(-qmp "unix:$qmp,server=on,wait=off")
+[ -z "$disk" ] || extra+=(-drive "file=$disk,if=virtio,format=raw,readonly=on")
+echo "run.sh: qemu-system-x86_64 -accel tcg -smp $smp -m $mem ${bios[*]}${extra[*]:+ ${extra[*]}}, timeout ${tmo}s"
 : >"$log"
 t0=$(us "$EPOCHREALTIME")
 {
     timeout -k 10 "$tmo" qemu-system-x86_64 "${bios[@]}" -accel tcg -cpu max -smp "$smp" -m "$mem" \
-        -nographic -no-reboot -nic none \
+        -nographic -no-reboot -nic none "${extra[@]}" \
         -kernel "$vm/kernel/vmlinux" -initrd "$vm/initrd.img" \
         -append "console=ttyS0 loglevel=3 panic=-1 mitigations=off rdinit=/init cryptomgr.notests" \
         </dev/null 2>&1
