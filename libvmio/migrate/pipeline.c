@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -458,6 +459,20 @@ static void *worker_main(void *arg)
 
 /* ---- writer ------------------------------------------------------------- */
 
+/* Record a failed send of what ("round 3", "the stream header") to the
+ * peer; returns r. The transport leaves no message for a closed
+ * connection, so say it. */
+static int send_failed(struct pipe *p, int r, const char *what)
+{
+    const char *why = r == -EPIPE || r == -ECONNRESET ? "the receiver closed the connection"
+                      : vmio_errmsg()[0]                ? vmio_errmsg()
+                                                        : strerror(-r);
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", why);
+    vmio_set_error(API, -r, "sending %s to %s: %s", what, p->t->peer, copy);
+    return r;
+}
+
 static int send_record(struct pipe *p, int type, uint32_t region, const void *payload,
                        size_t len, uint64_t *wire)
 {
@@ -494,9 +509,9 @@ static void *writer_main(void *arg)
                                 b->kind == K_ROUND ? 0 : b->region, b->payload,
                                 b->payload_len, &dt);
             if (r < 0) {
-                vmio_set_error(API, -r, "sending round %u to %s: %s", b->round, p->t->peer,
-                               r == -EPIPE || r == -ECONNRESET ? "the receiver closed the connection"
-                                                               : vmio_errmsg());
+                char what[32];
+                snprintf(what, sizeof what, "round %u", b->round);
+                send_failed(p, r, what);
                 fail(p);
                 pthread_mutex_lock(&p->mx);
                 break;
@@ -901,10 +916,7 @@ static int send_hello(struct pipe *p)
     int r = send_record(p, VMIO_MIG_REC_HELLO, 0, buf, len, NULL);
     free(ri);
     free(buf);
-    if (r < 0)
-        return vmio_set_error(API, -r, "sending the stream header to %s: %s", p->t->peer,
-                              vmio_errmsg());
-    return 0;
+    return r < 0 ? send_failed(p, r, "the stream header") : 0;
 }
 
 static int finish(struct pipe *p, uint32_t rounds, uint64_t pages_total)
@@ -914,28 +926,14 @@ static int finish(struct pipe *p, uint32_t rounds, uint64_t pages_total)
     memset(body, 0, sizeof body);
     int no_digest = (s->o.flags & VMIO_MIGRATE_F_NO_DIGEST) != 0;
     uint8_t digest[VMIO_MIG_DIGEST] = { 0 };
-    if (!no_digest) {
-        struct vmio_mig_region_info *ri = calloc(s->nregions, sizeof(*ri));
-        uint8_t **bases = calloc(s->nregions, sizeof(*bases));
-        if (!ri || !bases) {
-            free(ri);
-            free(bases);
-            return vmio_set_error(API, ENOMEM, "out of memory");
-        }
-        for (uint32_t i = 0; i < s->nregions; i++) {
-            ri[i].length = s->regions[i].length;
-            bases[i] = s->regions[i].base;
-        }
-        vmio_mig_digest_regions(ri, bases, s->nregions, digest);
-        free(ri);
-        free(bases);
-    }
+    if (!no_digest)
+        VMIO_MIG_DIGEST_OF(s->regions, s->nregions, struct vmio_mig_sregion, digest);
     memcpy(body, digest, VMIO_MIG_DIGEST);
     vmio_put_le64(body + VMIO_MIG_DIGEST, pages_total);
     vmio_put_le32(body + VMIO_MIG_DIGEST + 8, rounds | (no_digest ? 0x80000000u : 0));
     int r = send_record(p, VMIO_MIG_REC_END, 0, body, sizeof body, NULL);
     if (r < 0)
-        return vmio_set_error(API, -r, "sending the end of the stream: %s", vmio_errmsg());
+        return send_failed(p, r, "the end of the stream");
 
     /* The receiver's verdict. */
     uint8_t hdr[VMIO_MIG_REC_HDR];

@@ -175,20 +175,7 @@ int vmio_migrate_digest(const struct vmio_migrate_region *regions, uint32_t n,
 {
     const char *api = "vmio_migrate_digest";
     VMIO_CHECK_ARG(api, (regions != NULL || n == 0) && digest != NULL, EINVAL);
-    struct vmio_mig_region_info *ri = calloc(n ? n : 1, sizeof(*ri));
-    uint8_t **bases = calloc(n ? n : 1, sizeof(*bases));
-    if (!ri || !bases) {
-        free(ri);
-        free(bases);
-        return vmio_set_error(api, ENOMEM, "out of memory");
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        ri[i].length = regions[i].length;
-        bases[i] = regions[i].base;
-    }
-    vmio_mig_digest_regions(ri, bases, n, digest);
-    free(ri);
-    free(bases);
+    VMIO_MIG_DIGEST_OF(regions, n, struct vmio_migrate_region, digest);
     return 0;
 }
 
@@ -435,20 +422,7 @@ static int on_end(struct rx *x, const uint8_t *p, size_t len, int *mismatch)
         BAD(EPROTO, "the stream ended without a final round");
     uint32_t rounds = vmio_get_le32(p + VMIO_MIG_DIGEST + 8);
     int no_digest = (rounds & 0x80000000u) != 0;
-    struct vmio_mig_region_info *ri = calloc(rc->nregions, sizeof(*ri));
-    uint8_t **bases = calloc(rc->nregions, sizeof(*bases));
-    if (!ri || !bases) {
-        free(ri);
-        free(bases);
-        BAD(ENOMEM, "out of memory");
-    }
-    for (uint32_t i = 0; i < rc->nregions; i++) {
-        ri[i].length = rc->regions[i].length;
-        bases[i] = rc->regions[i].base;
-    }
-    vmio_mig_digest_regions(ri, bases, rc->nregions, rc->digest);
-    free(ri);
-    free(bases);
+    VMIO_MIG_DIGEST_OF(rc->regions, rc->nregions, struct rregion, rc->digest);
     rc->have_digest = 1;
     *mismatch = !no_digest && memcmp(rc->digest, p, VMIO_MIG_DIGEST) != 0;
     return 0;

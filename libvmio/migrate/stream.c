@@ -497,13 +497,19 @@ int vmio_mig_decompress(struct vmio_mig_comp_ctx *c, int comp, const void *in, s
 
 /* ---- digest ------------------------------------------------------------- */
 
-void vmio_mig_digest_regions(const struct vmio_mig_region_info *info, uint8_t *const *bases,
-                             uint32_t n, uint8_t out[VMIO_MIG_DIGEST])
+void vmio_mig_digest_regions(const void *regions, uint32_t n, size_t stride, size_t base_off,
+                             size_t len_off, uint8_t out[VMIO_MIG_DIGEST])
 {
     XXH3_state_t st;
     XXH3_128bits_reset(&st);
-    for (uint32_t i = 0; i < n; i++)
-        XXH3_128bits_update(&st, bases[i], info[i].length);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *r = (const char *)regions + (size_t)i * stride;
+        const void *base;
+        uint64_t len;
+        memcpy(&base, r + base_off, sizeof base);
+        memcpy(&len, r + len_off, sizeof len);
+        XXH3_128bits_update(&st, base, len);
+    }
     XXH128_hash_t h = XXH3_128bits_digest(&st);
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, h);

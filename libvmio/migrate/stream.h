@@ -166,8 +166,13 @@ int vmio_mig_decompress(struct vmio_mig_comp_ctx *c, int comp, const void *in, s
 size_t vmio_mig_compress_bound(int comp, size_t len);
 int vmio_mig_comp_available(int comp);
 
-/* Streaming XXH3-128 digest of regions (end-to-end check). */
-void vmio_mig_digest_regions(const struct vmio_mig_region_info *info, uint8_t *const *bases,
-                             uint32_t n, uint8_t out[VMIO_MIG_DIGEST]);
+/* XXH3-128 of the bytes of n regions in order (the end-to-end digest):
+ * regions is an array of n structs of stride bytes, each with a pointer
+ * at base_off and a uint64_t length at len_off. */
+void vmio_mig_digest_regions(const void *regions, uint32_t n, size_t stride, size_t base_off,
+                             size_t len_off, uint8_t out[VMIO_MIG_DIGEST]);
+#define VMIO_MIG_DIGEST_OF(regions, n, type, out)                                       \
+    vmio_mig_digest_regions((regions), (n), sizeof(type), offsetof(type, base),           \
+                            offsetof(type, length), (out))
 
 #endif
