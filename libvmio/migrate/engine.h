@@ -60,29 +60,34 @@ int vmio_mig_dcache_swap(struct vmio_mig_dcache *c, uint64_t loc, const uint8_t 
  * Per batch: hash or not (DEDUP/SKIP need it), and send the remaining raw
  * pages as they are or through lz4 or zstd, keeping the larger of the
  * committed CPU time (per thread) and wire time smallest. */
+/* What the policy chooses for a batch's raw pages: the compressors of
+ * enum vmio_mig_comp, and zstd at a negative ("fast") level. */
+enum { VMIO_MIG_CHOICE_ZSTD_FAST = 3, VMIO_MIG_CHOICES = 4 };
+#define VMIO_MIG_ZSTD_FAST_LEVEL (-1)
+
 struct vmio_mig_policy {
     pthread_mutex_t mx;
     int adaptive;
     unsigned workers;
-    int allowed[3];            /* by enum vmio_mig_comp */
+    int allowed[VMIO_MIG_CHOICES];  /* by choice */
     double link_bps;           /* wire bytes per second (EWMA) */
     uint64_t link_samples;
     double analyze_bps;        /* raw bytes per second per thread (EWMA) */
     double hash_bps;           /* SHA-256 bytes per second per thread */
     double dup_frac;           /* hashed pages that became DEDUP or SKIP */
-    double comp_bps[3];        /* input bytes per second per thread */
-    double comp_ratio[3];      /* input / output */
+    double comp_bps[VMIO_MIG_CHOICES];   /* input bytes per second per thread */
+    double comp_ratio[VMIO_MIG_CHOICES]; /* input / output */
     double cpu_s, wire_s;      /* committed so far: CPU s per thread, wire s */
     int compressing;           /* the last real choice was a compressor */
     uint64_t decisions, hash_decisions;
 };
 void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned workers,
-                          const int allowed[3]);
+                          const int allowed[VMIO_MIG_CHOICES]);
 void vmio_mig_policy_destroy(struct vmio_mig_policy *p);
 /* 1 when the batch's bytes (non-zero pages) should be hashed; *probe when
  * that is only to keep the estimates current. */
 int vmio_mig_policy_hash(struct vmio_mig_policy *p, uint64_t bytes, int *probe);
-/* The compressor for raw_bytes of a batch whose other entries take
+/* The choice (VMIO_MIG_COMP_* or VMIO_MIG_CHOICE_ZSTD_FAST) for raw_bytes of a batch whose other entries take
  * other_wire bytes and whose analysis took batch_cpu_ns; commits the
  * batch's estimated CPU and wire time. */
 int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64_t other_wire,

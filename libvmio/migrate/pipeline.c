@@ -310,11 +310,17 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
                  : c == VMIO_MIGRATE_CODEC_DEDUP ? DEDUP_ENTRY_BYTES
                  : in_block(c) ? 0 : 1;
     }
-    int comp = VMIO_MIG_COMP_NONE, probe = 0;
+    int comp = VMIO_MIG_COMP_NONE, choice = VMIO_MIG_COMP_NONE, probe = 0;
+    int level = p->s->o.zstd_level;
     long clen = 0;
     if (p->comp_any)
-        comp = vmio_mig_policy_choose(&p->pol, (uint64_t)nraw * ps, other, b->encode_ns,
-                                      &probe);
+        choice = vmio_mig_policy_choose(&p->pol, (uint64_t)nraw * ps, other, b->encode_ns,
+                                        &probe);
+    comp = choice;
+    if (choice == VMIO_MIG_CHOICE_ZSTD_FAST) {
+        comp = VMIO_MIG_COMP_ZSTD;
+        level = VMIO_MIG_ZSTD_FAST_LEVEL;
+    }
     if (comp != VMIO_MIG_COMP_NONE) {
         uint32_t k = 0;
         for (uint32_t i = 0; i < b->n; i++) {
@@ -329,9 +335,9 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
             k++;
         }
         uint64_t c0 = vmio_now_ns();
-        clen = vmio_mig_compress(cc, comp, p->s->o.zstd_level, b->rawbuf, (size_t)nraw * ps,
-                                 b->cbuf, p->cbuf_cap);
-        vmio_mig_policy_note_comp(&p->pol, comp, (uint64_t)nraw * ps,
+        clen = vmio_mig_compress(cc, comp, level, b->rawbuf, (size_t)nraw * ps, b->cbuf,
+                                 p->cbuf_cap);
+        vmio_mig_policy_note_comp(&p->pol, choice, (uint64_t)nraw * ps,
                                   clen > 0 ? (uint64_t)clen : (uint64_t)nraw * ps,
                                   vmio_now_ns() - c0);
         if (clen <= 0 || (uint64_t)clen >= (uint64_t)nraw * ps / 100 * 95)
@@ -805,7 +811,9 @@ static int setup(struct pipe *p)
     p->use_hash = allowed(p, VMIO_MIGRATE_CODEC_DEDUP) || allowed(p, VMIO_MIGRATE_CODEC_SKIP);
     if (p->use_hash)
         p->aflags |= VMIO_MIG_A_HASH;
-    int comp_ok[3] = { 1, allowed(p, VMIO_MIGRATE_CODEC_ZSTD), allowed(p, VMIO_MIGRATE_CODEC_LZ4) };
+    int comp_ok[VMIO_MIG_CHOICES] = { 1, allowed(p, VMIO_MIGRATE_CODEC_ZSTD),
+                                      allowed(p, VMIO_MIGRATE_CODEC_LZ4),
+                                      allowed(p, VMIO_MIGRATE_CODEC_ZSTD) };
     p->comp_any = comp_ok[1] || comp_ok[2];
     p->nworkers = o->threads;
     vmio_mig_policy_init(&p->pol, o->policy == VMIO_MIGRATE_ADAPTIVE, p->nworkers, comp_ok);

@@ -22,7 +22,7 @@
 #define EWMA(old, new) ((old) * 0.7 + (new) * 0.3)
 
 void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned workers,
-                          const int allowed[3])
+                          const int allowed[VMIO_MIG_CHOICES])
 {
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mx, NULL);
@@ -44,6 +44,10 @@ void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned work
     p->comp_ratio[VMIO_MIG_COMP_LZ4] = 2.0;
     p->comp_bps[VMIO_MIG_COMP_ZSTD] = 300e6;
     p->comp_ratio[VMIO_MIG_COMP_ZSTD] = 3.0;
+    p->comp_bps[VMIO_MIG_CHOICE_ZSTD_FAST] = 450e6;
+    p->comp_ratio[VMIO_MIG_CHOICE_ZSTD_FAST] = 2.5;
+    if (!adaptive)
+        p->allowed[VMIO_MIG_CHOICE_ZSTD_FAST] = 0;
 }
 
 void vmio_mig_policy_destroy(struct vmio_mig_policy *p)
@@ -55,7 +59,7 @@ void vmio_mig_policy_destroy(struct vmio_mig_policy *p)
 static double best_ratio(const struct vmio_mig_policy *p)
 {
     double r = 1.0;
-    for (int c = 1; c < 3; c++)
+    for (int c = 1; c < VMIO_MIG_CHOICES; c++)
         if (p->allowed[c] && p->comp_ratio[c] > r)
             r = p->comp_ratio[c];
     return r;
@@ -102,7 +106,7 @@ int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64
                                                : VMIO_MIG_COMP_NONE;
     } else {
         double t = -1;
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < VMIO_MIG_CHOICES; c++) {
             if (!p->allowed[c])
                 continue;
             double cpu = base_cpu + (c ? (double)raw_bytes / p->comp_bps[c] / p->workers : 0);
@@ -116,7 +120,7 @@ int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64
         uint64_t n = p->decisions++;
         if (n % 16 == 15) {
             /* explore the compressors not chosen, in turn */
-            int c = 1 + (int)((n / 16) % 2);
+            int c = 1 + (int)((n / 16) % (VMIO_MIG_CHOICES - 1));
             if (c != best && p->allowed[c]) {
                 best = c;
                 *probe = 1;
@@ -134,7 +138,7 @@ int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64
 void vmio_mig_policy_note_comp(struct vmio_mig_policy *p, int comp, uint64_t in, uint64_t out,
                                uint64_t ns)
 {
-    if (comp <= 0 || comp > 2 || !in || !ns)
+    if (comp <= 0 || comp >= VMIO_MIG_CHOICES || !in || !ns)
         return;
     pthread_mutex_lock(&p->mx);
     double bps = (double)in * 1e9 / (double)ns;

@@ -285,9 +285,9 @@ static void teach(struct vmio_mig_policy *p, double link, double zbps, double zr
 
 START_TEST(t_policy)
 {
-    int allowed[3] = { 1, 1, 1 };
+    int allowed[VMIO_MIG_CHOICES] = { 1, 1, 1, 0 };
     struct vmio_mig_policy p;
-    int probe, n[3];
+    int probe, n[VMIO_MIG_CHOICES];
     /* a slow link, compressors that keep up: zstd, and hashing pays */
     vmio_mig_policy_init(&p, 1, 2, allowed);
     teach(&p, 125e6, 600e6, 4, 1200e6, 2);
@@ -309,6 +309,20 @@ START_TEST(t_policy)
                   "zstd %d lz4 %d none %d", n[1], n[2], n[0]);
     ck_assert_msg(p.cpu_s < p.wire_s * 1.2 && p.wire_s < p.cpu_s * 1.2, "cpu %f wire %f",
                   p.cpu_s, p.wire_s);
+    vmio_mig_policy_destroy(&p);
+
+    /* the same with zstd's fast level allowed: it takes part in the mix */
+    int withfast[VMIO_MIG_CHOICES] = { 1, 1, 1, 1 };
+    vmio_mig_policy_init(&p, 1, 2, withfast);
+    teach(&p, 125e6, 100e6, 4, 400e6, 2);
+    for (int i = 0; i < 30; i++)
+        vmio_mig_policy_note_comp(&p, VMIO_MIG_CHOICE_ZSTD_FAST, 1 << 20, (1 << 20) / 3,
+                                  (uint64_t)(1048576e9 / 250e6));
+    memset(n, 0, sizeof n);
+    for (int i = 0; i < 400; i++)
+        n[vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe)]++;
+    ck_assert_msg(n[VMIO_MIG_CHOICE_ZSTD_FAST] > 40, "fast %d zstd %d lz4 %d none %d",
+                  n[3], n[1], n[2], n[0]);
     vmio_mig_policy_destroy(&p);
 
     /* a link faster than both compressors: raw, apart from probes, and no
@@ -340,7 +354,7 @@ START_TEST(t_policy)
     ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe), VMIO_MIG_COMP_ZSTD);
     ck_assert_int_eq(vmio_mig_policy_hash(&p, 1 << 20, &probe), 1);
     vmio_mig_policy_destroy(&p);
-    int lz4only[3] = { 1, 0, 1 };
+    int lz4only[VMIO_MIG_CHOICES] = { 1, 0, 1, 0 };
     vmio_mig_policy_init(&p, 0, 2, lz4only);
     ck_assert_int_eq(vmio_mig_policy_choose(&p, 1 << 20, 0, 0, &probe), VMIO_MIG_COMP_LZ4);
     vmio_mig_policy_destroy(&p);
