@@ -105,18 +105,26 @@ int vmio_mig_policy_choose(struct vmio_mig_policy *p, uint64_t raw_bytes, uint64
                : p->allowed[VMIO_MIG_COMP_LZ4] ? VMIO_MIG_COMP_LZ4
                                                : VMIO_MIG_COMP_NONE;
     } else {
-        double t = -1;
+        double t = -1, t_raw = 0;
         for (int c = 0; c < VMIO_MIG_CHOICES; c++) {
             if (!p->allowed[c])
                 continue;
             double cpu = base_cpu + (c ? (double)raw_bytes / p->comp_bps[c] / p->workers : 0);
             double wire = base_wire + (double)raw_bytes / (p->comp_ratio[c] * p->link_bps);
             double tc = cpu > wire ? cpu : wire;
+            if (!c)
+                t_raw = tc;
             if (t < 0 || tc < t) {
                 t = tc;
                 best = c;
             }
         }
+        /* A compressor must win clearly: the estimates leave out what the
+         * model does not see (the receiver's decompression, threads that
+         * share the cores), and a marginal win is a likely loss. */
+        double now = base_cpu > base_wire ? base_cpu : base_wire;
+        if (best != VMIO_MIG_COMP_NONE && t - now > (t_raw - now) * 0.85)
+            best = VMIO_MIG_COMP_NONE;
         uint64_t n = p->decisions++;
         if (n % 16 == 15) {
             /* explore the compressors not chosen, in turn */
