@@ -818,6 +818,8 @@ static int setup(struct pipe *p)
     p->nworkers = o->threads;
     vmio_mig_policy_init(&p->pol, o->policy == VMIO_MIGRATE_ADAPTIVE, p->nworkers, comp_ok);
     p->rl.rate = o->link_rate;
+    if (o->link_rate)
+        vmio_mig_policy_pin_link(&p->pol, (double)o->link_rate);
 
     uint64_t nloc = 0;
     uint64_t total = 0;

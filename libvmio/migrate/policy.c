@@ -185,9 +185,17 @@ void vmio_mig_policy_note_analyze(struct vmio_mig_policy *p, uint64_t bytes, uin
     pthread_mutex_unlock(&p->mx);
 }
 
+void vmio_mig_policy_pin_link(struct vmio_mig_policy *p, double bps)
+{
+    pthread_mutex_lock(&p->mx);
+    p->link_bps = bps;
+    p->link_pinned = 1;
+    pthread_mutex_unlock(&p->mx);
+}
+
 void vmio_mig_policy_note_link(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns)
 {
-    if (!bytes || !ns)
+    if (!bytes || !ns || p->link_pinned)
         return;
     pthread_mutex_lock(&p->mx);
     double bps = (double)bytes * 1e9 / (double)ns;
