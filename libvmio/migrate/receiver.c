@@ -449,7 +449,8 @@ static int run(struct rx *x)
         struct vmio_mig_rec rec;
         if ((r = vmio_mig_rec_parse(hdr, x->seq, &rec, x->err, sizeof x->err)) < 0)
             return r;
-        if (grow(&x->buf, &x->buf_cap, rec.wire_len) < 0)
+        /* never NULL, even for an empty payload */
+        if (grow(&x->buf, &x->buf_cap, rec.wire_len ? rec.wire_len : 1) < 0)
             BAD(ENOMEM, "out of memory for a %u-byte record", rec.wire_len);
         if (rec.wire_len && (r = vmio_transport_recv(x->t, x->buf, rec.wire_len)) < 0)
             BAD(r == -EPIPE ? EPIPE : -r, "record %llu truncated: %s", (unsigned long long)rec.seq,

@@ -268,7 +268,7 @@ void vmio_mig_entry_iter_init(struct vmio_mig_entry_iter *it, const uint8_t *p, 
                               uint64_t npages, uint32_t page_size)
 {
     it->p = p;
-    it->end = p + len;
+    it->end = len ? p + len : p;
     it->cursor = 0;
     it->npages = npages;
     it->page_size = page_size;
