@@ -73,7 +73,6 @@ struct vmio_mig_policy {
     double link_bps;           /* wire bytes per second (EWMA) */
     uint64_t link_samples;
     int link_pinned;           /* an emulated link: its rate is known */
-    double analyze_bps;        /* raw bytes per second per thread (EWMA) */
     double hash_bps;           /* SHA-256 bytes per second per thread */
     double dup_frac;           /* hashed pages that became DEDUP or SKIP */
     double comp_bps[VMIO_MIG_CHOICES];   /* input bytes per second per thread */
@@ -97,12 +96,10 @@ void vmio_mig_policy_note_comp(struct vmio_mig_policy *p, int comp, uint64_t in,
                                uint64_t ns);
 void vmio_mig_policy_note_hash(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
 void vmio_mig_policy_note_dedup(struct vmio_mig_policy *p, uint64_t hashed, uint64_t found);
-void vmio_mig_policy_note_analyze(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
 void vmio_mig_policy_note_link(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns);
 /* The link is emulated at this rate: use it instead of measuring (a
  * measurement on a loopback also sees the receiver sharing the cores). */
 void vmio_mig_policy_pin_link(struct vmio_mig_policy *p, double bps);
-double vmio_mig_policy_link_bps(struct vmio_mig_policy *p);
 /* 1 while the adaptive policy is choosing a compressor for raw pages. */
 int vmio_mig_policy_compressing(struct vmio_mig_policy *p);
 

@@ -179,7 +179,6 @@ static void analyze(struct pipe *p, struct batch *b)
         }
     }
     b->encode_ns = vmio_now_ns() - t0;
-    vmio_mig_policy_note_analyze(&p->pol, (uint64_t)b->n * ps, b->encode_ns);
 }
 
 /* ---- stage 2: commit (serial, in stream order) ------------------------ */
@@ -327,11 +326,7 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
             if (!in_block(b->codec[i]))
                 continue;
             b->rawpages[k] = b->pidx[i];
-            const uint8_t *src = b->zero[i] ? NULL : b->pages + (size_t)b->slot[i] * ps;
-            if (src)
-                memcpy(b->rawbuf + (size_t)k * ps, src, ps);
-            else
-                memset(b->rawbuf + (size_t)k * ps, 0, ps);
+            memcpy(b->rawbuf + (size_t)k * ps, b->pages + (size_t)b->slot[i] * ps, ps);
             k++;
         }
         uint64_t c0 = vmio_now_ns();
@@ -369,12 +364,8 @@ static void pack(struct pipe *p, struct batch *b, struct vmio_mig_comp_ctx *cc)
                 j++;
             e.count = j - i;
         } else if (c == VMIO_MIGRATE_CODEC_RAW) {
-            e.data = b->zero[i] ? NULL : b->pages + (size_t)b->slot[i] * ps;
-            if (!e.data) {
-                /* ZERO not allowed: a zero page goes raw */
-                memset(b->rawbuf, 0, ps);
-                e.data = b->rawbuf;
-            }
+            /* zero[i] implies the ZERO codec, so a RAW page has a snapshot */
+            e.data = b->pages + (size_t)b->slot[i] * ps;
         } else if (c == VMIO_MIGRATE_CODEC_RLE || c == VMIO_MIGRATE_CODEC_DELTA) {
             e.data = b->enc + (size_t)b->slot[i] * ps;
             e.len = b->out[b->slot[i]].len;

@@ -35,7 +35,6 @@ void vmio_mig_policy_init(struct vmio_mig_policy *p, int adaptive, unsigned work
      * a fast link never starts with compression, and what one core of a
      * 2020s server does on guest memory. */
     p->link_bps = 1.25e9;
-    p->analyze_bps = 2e9;
     p->hash_bps = 1.4e9;
     p->dup_frac = 0.1;
     p->comp_bps[VMIO_MIG_COMP_NONE] = 1e12;
@@ -176,15 +175,6 @@ void vmio_mig_policy_note_dedup(struct vmio_mig_policy *p, uint64_t hashed, uint
     pthread_mutex_unlock(&p->mx);
 }
 
-void vmio_mig_policy_note_analyze(struct vmio_mig_policy *p, uint64_t bytes, uint64_t ns)
-{
-    if (!bytes || !ns)
-        return;
-    pthread_mutex_lock(&p->mx);
-    p->analyze_bps = EWMA(p->analyze_bps, (double)bytes * 1e9 / (double)ns);
-    pthread_mutex_unlock(&p->mx);
-}
-
 void vmio_mig_policy_pin_link(struct vmio_mig_policy *p, double bps)
 {
     pthread_mutex_lock(&p->mx);
@@ -207,14 +197,6 @@ int vmio_mig_policy_compressing(struct vmio_mig_policy *p)
 {
     pthread_mutex_lock(&p->mx);
     int v = p->adaptive && p->compressing;
-    pthread_mutex_unlock(&p->mx);
-    return v;
-}
-
-double vmio_mig_policy_link_bps(struct vmio_mig_policy *p)
-{
-    pthread_mutex_lock(&p->mx);
-    double v = p->link_bps;
     pthread_mutex_unlock(&p->mx);
     return v;
 }

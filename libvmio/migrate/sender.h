@@ -13,7 +13,6 @@
 #include "migrate/stream.h"
 
 struct vmio_mig_dirty;
-struct vmio_mig_gpu;
 
 struct vmio_mig_sregion {
     uint8_t *base;
