@@ -10,10 +10,11 @@ PKGS="
   nettle-dev
   libibverbs-dev librdmacm-dev
   libxml2-dev libvirt-dev libxen-dev libhwloc-dev
-  libsqlite3-dev libzstd-dev liblz4-dev libxxhash-dev zstd
+  libsqlite3-dev libjson-c-dev libzstd-dev liblz4-dev libxxhash-dev zstd
   libgfarm-dev gfmd gfsd gfarm-client gfarm2fs fuse3 postgresql
   nbdkit nbdkit-plugin-dev libnbd-dev libnbd-bin
   qemu-utils fio
+  tgt libiscsi-bin libiscsi-dev lvm2
   qemu-system-x86 lz4 xz-utils
   dpkg-dev libglib2.0-dev zlib1g-dev
   clang libclang-rt-14-dev valgrind

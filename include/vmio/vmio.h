@@ -6,5 +6,6 @@
 #include <vmio/storage.h>
 #include <vmio/server.h>
 #include <vmio/migrate.h>
+#include <vmio/memlend.h>
 
 #endif /* VMIO_VMIO_H */

@@ -1,0 +1,4 @@
+/* vmio-memlend lender (being written). */
+#include "cli-util.h"
+#include "memlend-cmd.h"
+int memlend_cmd_lender(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("vmio-memlend", 1, "not built yet"); }
