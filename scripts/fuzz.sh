@@ -5,7 +5,7 @@
 # under tests/fuzz/corpus-work/crashes-TARGET/ and make the script fail.
 #
 # usage: scripts/fuzz.sh [target...]      targets: wire uri rdma-conn
-#        migrate-delta migrate-stream gfarm-helper
+#        migrate-delta migrate-stream memlend-proto gfarm-helper
 #        gfarm-routes (default: all the build has; the gfarm ones exist
 #        when libgfarm was found)
 # env:   FUZZ_SECONDS, FUZZ_JOBS (parallel fuzzing jobs, default 1),
@@ -17,7 +17,7 @@ cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 build=${BUILD_DIR:-build-fuzz}
-targets=${*:-wire uri rdma-conn migrate-delta migrate-stream}
+targets=${*:-wire uri rdma-conn migrate-delta migrate-stream memlend-proto}
 
 if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz.sh: clang not found (apt-get install clang libclang-rt-14-dev)" >&2

@@ -148,6 +148,10 @@ VMIO_API int vmio_memlend_next_notice(vmio_memlend_client *c, int timeout_ms,
 VMIO_API int vmio_memlend_register(vmio_memlend_client *c, const char *portal,
                                    uint64_t exportable);
 VMIO_API int vmio_memlend_heartbeat(vmio_memlend_client *c, uint64_t exportable);
+/* The lender lease (seconds) the manager announced in its answer to the
+ * last register or heartbeat (0 before the first): heartbeat well within
+ * it, e.g. every third of it. */
+VMIO_API int vmio_memlend_lease_seconds(vmio_memlend_client *c);
 VMIO_API int vmio_memlend_withdraw(vmio_memlend_client *c);
 /* Answer a PROVISION notice: err 0 with the target's IQN and LUN, or a
  * positive errno when the LUN could not be made. */
@@ -175,10 +179,187 @@ VMIO_API void vmio_memlend_status_free(struct vmio_memlend_lease *leases,
 VMIO_API const char *vmio_memlend_state_name(uint32_t state);
 
 /* ===== lender ========================================================= */
-/* (section owned by the lender implementation) */
+/* The lender daemon's loop as a library object: connects to the manager,
+ * registers, heartbeats (every lease_seconds/3), watches memory, answers
+ * PROVISION by creating a tmpfs/ramfs file and an iSCSI LUN with CHAP,
+ * reclaims under pressure (newest lease first) and removes a LUN only
+ * once its lease is RELEASED. vmio-memlend lender is a thin wrapper. */
+
+enum vmio_memlend_unresponsive_policy {
+    VMIO_MEMLEND_UNRESPONSIVE_KEEP = 0,  /* keep the LUN, lend no more, report */
+    VMIO_MEMLEND_UNRESPONSIVE_FORCE = 1  /* after the deadline, remove the LUN
+                                            if no initiator is logged in to it */
+};
+
+struct vmio_memlend_lender_event {
+    uint32_t type;              /* enum vmio_memlend_lender_event_type */
+    uint64_t lease_id;          /* 0 when not about one lease */
+    uint64_t size;              /* bytes concerned (lease size, offer, ...) */
+    uint64_t latency_ns;        /* REMOVED after a reclaim: decision -> freed */
+    const char *text;           /* one human-readable line, valid during the call */
+};
+
+enum vmio_memlend_lender_event_type {
+    VMIO_MEMLEND_EV_REGISTERED = 1,   /* registered (or re-registered) */
+    VMIO_MEMLEND_EV_OFFER = 2,        /* the offer (exportable bytes) changed */
+    VMIO_MEMLEND_EV_PROVISIONED = 3,  /* a LUN was made for a lease */
+    VMIO_MEMLEND_EV_REFUSED = 4,      /* PROVISION refused (ENOSPC, ...) */
+    VMIO_MEMLEND_EV_PRESSURE = 5,     /* memory pressure or floor reached */
+    VMIO_MEMLEND_EV_RECLAIM = 6,      /* a lease was asked back */
+    VMIO_MEMLEND_EV_RELEASED = 7,     /* the borrower gave a lease back */
+    VMIO_MEMLEND_EV_REMOVED = 8,      /* LUN removed, memory freed */
+    VMIO_MEMLEND_EV_UNRESPONSIVE = 9, /* a borrower missed the reclaim deadline */
+    VMIO_MEMLEND_EV_FORCED = 10,      /* LUN removed after the deadline (force) */
+    VMIO_MEMLEND_EV_DISCONNECTED = 11,/* manager connection lost; retrying */
+    VMIO_MEMLEND_EV_ERROR = 12,       /* an operation failed (text says what) */
+    VMIO_MEMLEND_EV_WITHDRAWN = 13,   /* withdrawn from the manager on stop */
+    VMIO_MEMLEND_EV_RESUMED = 14      /* a lease found from a previous run */
+};
+
+struct vmio_memlend_lender_options {
+    uint32_t struct_size;
+    const char *manager;        /* "host:port" */
+    const char *secret_file;
+    const char *name;           /* lender name (host name by convention) */
+    const char *portal;         /* "address:port" borrowers log in to */
+    const char *backend;        /* "tgt" (default) or "lio" */
+    uint32_t tgt_control_port;  /* tgtadm -C; 0 = tgtd's default */
+    uint32_t use_ramfs;         /* 1: ramfs instead of tmpfs */
+    const char *state_dir;      /* NULL = /var/lib/vmio-memlend */
+    uint64_t reserve;           /* MemAvailable never lent; 0 = 10 % (>= 512 MiB) */
+    uint64_t max_lend;          /* 0 = no cap besides the surplus */
+    uint32_t psi_limit_x100;    /* memory some avg10, 1/100 %; 0 = 10 % */
+    uint32_t reclaim_deadline_s;/* wait for RELEASED; 0 = 300 */
+    uint32_t on_unresponsive;   /* enum vmio_memlend_unresponsive_policy */
+    uint32_t watch_interval_ms; /* 0 = 1000 */
+    uint32_t lease_seconds;     /* heartbeat every lease_seconds/3; 0 = 30 */
+    uint32_t timeout_ms;        /* manager calls and tools; 0 = 30000 */
+    uint64_t hysteresis;        /* 0 = 64 MiB */
+    uint64_t growth_per_s;      /* offer growth rate limit; 0 = 256 MiB/s */
+    uint32_t calm_ms;           /* after pressure, before offering again; 0 = 30000 */
+    uint32_t reclaim_now;       /* 1: reclaim every lease, then stop (drain) */
+    const char *libvirt_uri;    /* sample these guests' memory stats; NULL = no */
+    const char *meminfo_path;   /* NULL = /proc/meminfo (tests) */
+    const char *psi_path;       /* NULL = /proc/pressure/memory; "" = none */
+    const char *configfs;       /* LIO: NULL = /sys/kernel/config */
+    void (*on_event)(void *opaque, const struct vmio_memlend_lender_event *ev);
+    void *opaque;
+};
+
+struct vmio_memlend_lender_stats {
+    uint32_t struct_size;
+    uint32_t leases;            /* leases held now */
+    uint64_t lent;              /* bytes in them */
+    uint64_t resident;          /* of which written by borrowers */
+    uint64_t offer;             /* bytes offered now */
+    uint64_t mem_total, mem_available;
+    uint32_t psi_some_avg10_x100;
+    uint32_t lending_stopped;   /* 1 after an unresponsive borrower */
+    uint64_t provisioned, refused, reclaims, removed, unresponsive, forced;
+    uint64_t reclaim_last_ns;   /* decision to freed memory, last */
+    uint64_t reclaim_max_ns;
+    uint64_t reclaim_total_ns;  /* sum over `removed after reclaim` */
+    uint64_t reclaim_count;
+};
+
+VMIO_API int vmio_memlend_lender_new(const struct vmio_memlend_lender_options *opts,
+                                     vmio_memlend_lender **out);
+/* Serve until vmio_memlend_lender_stop() (or, with reclaim_now, until
+ * every lease is gone). On stop it withdraws from the manager when no
+ * lease is left; leases still lent stay exported (a restarted lender
+ * with the same name and state dir resumes them). */
+VMIO_API int vmio_memlend_lender_run(vmio_memlend_lender *l);
+/* Async-signal-safe. */
+VMIO_API void vmio_memlend_lender_stop(vmio_memlend_lender *l);
+/* Ask every lease back now (as under pressure). Async-signal-safe. */
+VMIO_API void vmio_memlend_lender_reclaim_all(vmio_memlend_lender *l);
+/* Any thread; set st->struct_size first. */
+VMIO_API int vmio_memlend_lender_get_stats(vmio_memlend_lender *l,
+                                           struct vmio_memlend_lender_stats *st);
+VMIO_API void vmio_memlend_lender_free(vmio_memlend_lender *l);
+VMIO_API const char *vmio_memlend_lender_event_name(uint32_t type);
 
 /* ===== borrower (vmio-swap) =========================================== */
-/* (section owned by the borrower implementation) */
+/* A borrower moves swap LVs between its local PVs and LUNs borrowed from
+ * lenders. Its state lives in LVM (PV tags vmio_lease_<id> and
+ * vmio_lender_<name>), so status works after a restart without a manager.
+ * Needs json-c at build time (else -ENOTSUP), root, lvm2 and open-iscsi. */
+typedef struct vmio_memlend_borrower vmio_memlend_borrower;
+
+struct vmio_memlend_borrower_options {
+    uint32_t struct_size;
+    const char *manager;        /* "host:port"; NULL: LVM only (status) */
+    const char *secret_file;    /* shared secret: manager + CHAP */
+    const char *name;           /* borrower name; NULL = host name */
+    uint32_t timeout_ms;        /* manager calls; 0 = 30000 */
+    uint32_t tool_timeout_ms;   /* each iscsiadm/lvm run; 0 = 120000 */
+    uint32_t move_timeout_ms;   /* each pvmove / raid resync; 0 = 3600000 */
+    uint32_t replacement_timeout_s; /* iSCSI: fail I/O of a dead lender
+                                       after this long; 0 = 5 */
+    const char *sysfs_root;     /* NULL = "/sys" */
+};
+
+VMIO_API int vmio_memlend_borrower_new(const struct vmio_memlend_borrower_options *opts,
+                                       vmio_memlend_borrower **out);
+VMIO_API void vmio_memlend_borrower_free(vmio_memlend_borrower *b);
+
+/* Mirrored mode: two leases from two different lenders, vg/lv becomes an
+ * LVM raid1 across them (one lender's death loses nothing). */
+#define VMIO_MEMLEND_SWAP_MIRROR 1u
+
+/* Borrow size bytes (0: the LV's size plus LVM's overhead) and move vg/lv
+ * onto it while it is in use: request -> iSCSI login (CHAP) -> pvcreate ->
+ * vgextend -> PV tags -> pvmove (raid1 conversion when mirrored) ->
+ * attached. On failure every step done is undone. lease_ids[0..1] receive
+ * the lease(s); returns how many (1, or 2 when mirrored). */
+VMIO_API int vmio_memlend_swap_attach(vmio_memlend_borrower *b, const char *vg,
+                                      const char *lv, uint64_t size, uint32_t flags,
+                                      uint64_t lease_ids[2]);
+/* Give back lease_id (0: every borrowed PV of vg; vg NULL: of every VG):
+ * move its LVs back to the local PVs, vgreduce, pvremove, logout, release.
+ * Returns the number of leases given back. */
+VMIO_API int vmio_memlend_swap_detach(vmio_memlend_borrower *b, const char *vg,
+                                      uint64_t lease_id);
+
+/* Where an LV lives: one entry per (LV, PV). */
+struct vmio_memlend_swap_place {
+    char vg[128];
+    char lv[128];
+    char pv[256];               /* "/dev/sdb"; "[unknown]" when missing */
+    char segtype[32];           /* "linear", "raid1", ... */
+    uint64_t bytes;             /* of the LV on this PV */
+    uint64_t lease;             /* 0: a local PV */
+    char lender[64];
+    char target_iqn[224];       /* from sysfs, "" when unknown */
+    uint32_t state;             /* the manager's lease state; 0 unknown */
+    uint32_t missing;           /* the PV is missing: data at risk */
+};
+/* Every LV of vg (NULL: of every VG) that has extents on a borrowed PV,
+ * with all its PVs, and borrowed PVs that hold no LV (lv ""). */
+VMIO_API int vmio_memlend_swap_status(vmio_memlend_borrower *b, const char *vg,
+                                      struct vmio_memlend_swap_place **out, size_t *n);
+VMIO_API void vmio_memlend_swap_status_free(struct vmio_memlend_swap_place *p);
+
+/* Agent events (the library never prints: the caller reports them). */
+enum vmio_memlend_swap_event {
+    VMIO_MEMLEND_SWAP_EV_REVOKE = 1,        /* a lease is being given back */
+    VMIO_MEMLEND_SWAP_EV_DETACHED = 2,      /* ... and was */
+    VMIO_MEMLEND_SWAP_EV_LENDER_LOST = 3,   /* a lender died */
+    VMIO_MEMLEND_SWAP_EV_DATA_LOST = 4,     /* plain mode: extents lost */
+    VMIO_MEMLEND_SWAP_EV_LEG_DROPPED = 5,   /* mirrored: dead leg replaced */
+    VMIO_MEMLEND_SWAP_EV_ERROR = 6,
+    VMIO_MEMLEND_SWAP_EV_CONNECTED = 7
+};
+typedef void (*vmio_memlend_swap_event_fn)(void *ctx, int event, uint64_t lease,
+                                           const char *detail);
+/* Serve the manager's notices until vmio_memlend_swap_agent_stop(): a
+ * REVOKE detaches that lease, LENDER_LOST drops a dead raid1 leg (rebuilt
+ * on the local PVs) or, for a plain LV, reports which LV lost which
+ * extents. Reconnects when the manager goes away. */
+VMIO_API int vmio_memlend_swap_agent(vmio_memlend_borrower *b, vmio_memlend_swap_event_fn fn,
+                                     void *ctx);
+/* Async-signal-safe. */
+VMIO_API void vmio_memlend_swap_agent_stop(vmio_memlend_borrower *b);
 
 #ifdef __cplusplus
 }
