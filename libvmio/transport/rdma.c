@@ -367,10 +367,15 @@ static void sleep_cond(struct rdma_t *r)
     sleep_cond_until(r, NULL);
 }
 
-/* lock held: a busy poller stops; the last one re-arms for sleepers. */
+/* lock held: a busy poller stops; the last one re-arms the CQ, for
+ * sleepers and for completions that arrive while nobody waits (control
+ * slots, for one, are reposted only when the CQ is polled). Left unarmed
+ * between waits, a busy stream under CPU contention on soft-RoCE stalled
+ * for good in 4 runs out of 5 (tests/vm/guest/10-rdma.sh); which
+ * completion went unhandled was not pinned down. */
 static void spin_end(struct rdma_t *r)
 {
-    if (--r->spinners == 0 && r->sleepers > 0)
+    if (--r->spinners == 0)
         arm(r);
 }
 
@@ -568,7 +573,9 @@ static int wait_data(struct rdma_t *r)
             r->spinners++;
             pthread_mutex_unlock(&r->lock);
             for (unsigned i = 1;; i++) {
-                if (drain_cq(r) > 0 && __atomic_load_n(&r->rq_count, __ATOMIC_ACQUIRE))
+                /* The event thread may have taken the data meanwhile. */
+                if (__atomic_load_n(&r->rq_count, __ATOMIC_ACQUIRE) ||
+                    (drain_cq(r) > 0 && __atomic_load_n(&r->rq_count, __ATOMIC_ACQUIRE)))
                     break;
                 if (i % SPIN_CLOCK_EVERY == 0 && spin_expired(r, &end))
                     break;
