@@ -42,10 +42,12 @@ EXCLUDE='^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|cdebconf|debconf|
 # Kernel modules (their dependencies are added).
 MODULES="rdma_rxe ib_uverbs rdma_ucm ib_umad veth dummy loop sd_mod sg iscsi_tcp
   dm_mod dm_mirror target_core_file target_core_iblock iscsi_target_mod configfs
+  virtio_pci virtio_blk
+  dm_raid raid1 md_mod dm_region_hash dm_log
   crc32_generic crc32-pclmul crc32c_generic crc32c-intel crc64_rocksoft_generic"
 # Executables of the build dir that are not installed but that guest scripts
 # may run, as globs relative to the build dir; they land in /vm/build/<path>.
-EXTRA_BUILD="tests/unit/test-* tests/integration/vmio-test-*"
+EXTRA_BUILD="tests/unit/test-* tests/integration/vmio-test-* tests/vm/memstress bench/memlend-walker"
 # Files of the source tree that guest scripts may use; in /vm/src/<path>.
 EXTRA_SRC="tests/integration/*.sh"
 # The optional extra root file system (see the top of this file).
