@@ -43,7 +43,9 @@ enum vmio_feature {
     VMIO_FEATURE_LIBVIRT = 6,    /* libvirt group backend */
     VMIO_FEATURE_XEN = 7,        /* Xen backends */
     VMIO_FEATURE_CUDA = 8,       /* CUDA offload built (GPU may still be absent) */
-    VMIO_FEATURE_HWLOC = 9       /* hwloc placement */
+    VMIO_FEATURE_HWLOC = 9,      /* hwloc placement */
+    VMIO_FEATURE_MEMLEND_MANAGER = 10,  /* memory-lending manager (SQLite) */
+    VMIO_FEATURE_MEMLEND_BORROWER = 11  /* vmio-swap's LVM driving (json-c) */
 };
 
 /* 1 if the feature was built in, 0 if not, -EINVAL for an unknown value. */

@@ -26,6 +26,8 @@ static const struct {
     { VMIO_FEATURE_XEN, "xen", VMIO_BUILT_XEN },
     { VMIO_FEATURE_CUDA, "cuda", VMIO_BUILT_CUDA },
     { VMIO_FEATURE_HWLOC, "hwloc", VMIO_BUILT_HWLOC },
+    { VMIO_FEATURE_MEMLEND_MANAGER, "memlend-manager", VMIO_BUILT_SQLITE },
+    { VMIO_FEATURE_MEMLEND_BORROWER, "memlend-borrower", VMIO_BUILT_JSONC },
 };
 
 VMIO_API int vmio_supports(int feature)

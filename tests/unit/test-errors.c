@@ -263,6 +263,8 @@ START_TEST(test_supports)
         { VMIO_FEATURE_GFARM, "gfarm", 0 }, { VMIO_FEATURE_LIBVIRT, "libvirt", 0 },
         { VMIO_FEATURE_XEN, "xen", 0 }, { VMIO_FEATURE_CUDA, "cuda", 0 },
         { VMIO_FEATURE_HWLOC, "hwloc", 0 },
+        { VMIO_FEATURE_MEMLEND_MANAGER, "memlend-manager", 0 },
+        { VMIO_FEATURE_MEMLEND_BORROWER, "memlend-borrower", 0 },
     };
     for (size_t i = 0; i < sizeof feats / sizeof feats[0]; i++) {
         int r = vmio_supports(feats[i].f);
@@ -271,7 +273,7 @@ START_TEST(test_supports)
             ck_assert_int_eq(r, 1);
         ck_assert_str_eq(vmio_feature_name(feats[i].f), feats[i].name);
     }
-    static const int unknown[] = { 0, -1, 10, 1000 };
+    static const int unknown[] = { 0, -1, 12, 1000 };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ck_assert_vmio_err_msg(vmio_supports(unknown[i]), EINVAL, "vmio_supports", "unknown");
         ck_assert_ptr_null(vmio_feature_name(unknown[i]));
