@@ -4,6 +4,7 @@
 #   tests/vm/run.sh [--build-dir DIR] [--mem MB] [--smp N] [--timeout S]
 #                   [--script PATH]... [--out-dir DIR] [--no-rebuild]
 #                   [--vm-dir DIR] [--mem-path FILE] [--qmp SOCKET] [--disk IMG]
+#                   [--scratch-disk SIZE]
 #
 # Prepares the guest with tests/vm/build.sh (cached in <build-dir>/vm; only
 # the initramfs is repacked), boots Debian's kernel with
@@ -23,6 +24,12 @@
 #                    share=on): the host sees the guest's memory there
 #   --qmp SOCKET     a QMP server on the unix socket SOCKET
 #   --disk IMG       IMG as a read-only virtio disk (/dev/vda in the guest)
+#   --scratch-disk SIZE  a fresh, empty writable disk of SIZE (truncate's
+#                    syntax: 2G, 512M) as a virtio disk with serial
+#                    vmio-scratch (/sys/block/vdX/serial in the guest),
+#                    cache=none: guest I/O reaches the host's disk. The raw
+#                    file lives in the out dir while the guest runs and is
+#                    removed afterwards
 # Exit status: 0 if every check passed and no script failed, 77 if QEMU or
 # the kernel cannot be obtained, 1 otherwise (a timeout or a kernel panic
 # included).
@@ -40,6 +47,7 @@ vmdir=
 mempath=
 qmp=
 disk=
+scratch=
 bargs=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -54,6 +62,7 @@ while [ $# -gt 0 ]; do
     --mem-path) mempath=$2; shift 2 ;;
     --qmp) qmp=$2; shift 2 ;;
     --disk) disk=$2; shift 2 ;;
+    --scratch-disk) scratch=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -91,6 +100,17 @@ extra=()
     -machine memory-backend=mem)
 [ -z "$qmp" ] || extra+=(-qmp "unix:$qmp,server=on,wait=off")
 [ -z "$disk" ] || extra+=(-drive "file=$disk,if=virtio,format=raw,readonly=on")
+if [ -n "$scratch" ]; then
+    # O_DIRECT (cache=none) with Linux native AIO: never the host's page
+    # cache, so the guest sees the speed of a disk.
+    sfile=$(mktemp "$outdir/.scratch-disk.XXXXXX") && truncate -s "$scratch" "$sfile" ||
+        { echo "run.sh: cannot make a $scratch scratch disk in $outdir"; rm -f "${sfile:-}"; exit 1; }
+    trap 'rm -f "$sfile"' EXIT
+    dd if=/dev/zero of="$sfile" bs=4096 count=1 oflag=direct conv=notrunc status=none 2>/dev/null ||
+        { echo "run.sh: $outdir does not support O_DIRECT: --scratch-disk needs a disk file system"; exit 1; }
+    extra+=(-drive "file=$sfile,if=none,id=scratch,format=raw,cache=none,aio=native,discard=unmap"
+        -device "virtio-blk-pci,drive=scratch,serial=vmio-scratch")
+fi
 echo "run.sh: qemu-system-x86_64 -accel tcg -smp $smp -m $mem ${bios[*]}${extra[*]:+ ${extra[*]}}, timeout ${tmo}s"
 : >"$log"
 t0=$(us "$EPOCHREALTIME")

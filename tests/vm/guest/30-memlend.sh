@@ -202,3 +202,12 @@ plain_status() { vmio-swap status; [ $? = 3 ]; }
 t plain_status_at_risk plain_status
 kill $AGENT 2>/dev/null
 vm_export /tmp/agent.log memlend-agent.log
+
+# Leave the guest as later scripts expect it: no daemons of this script, no
+# iSCSI session, no swap on the (now broken) VG.
+for p in $(pidof vmio-memlend vmio-swap tgtd memstress 2>/dev/null); do kill -9 $p 2>/dev/null; done
+swapoff -a 2>/dev/null
+iscsiadm -m node --logoutall=all >/dev/null 2>&1
+vgchange -an vg0 >/dev/null 2>&1
+losetup -d "$LOOP" 2>/dev/null
+exit 0

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Memory lending through LIO: vmio-memlend lender --backend lio makes the
 # lease's LUN through configfs (fileio backstore on its tmpfs file, TPG
-# with CHAP, portal 127.0.0.1:3270); the kernel initiator logs in with the
+# with CHAP, portal 127.0.0.1:3280); the kernel initiator logs in with the
 # derived CHAP credentials (a wrong secret is refused), writes and reads
 # back data that must land in the tmpfs file; libiscsi does the same from
 # userspace; a lease released while still logged in keeps its LUN; after
@@ -13,7 +13,7 @@ RW=$B/tests/integration/vmio-test-iscsi-rw
 export PATH=$PATH:/usr/local/sbin:/usr/local/bin
 ip link set lo up
 CFS=/sys/kernel/config
-PORTAL=127.0.0.1:3270
+PORTAL=127.0.0.1:3280
 if [ ! -x "$RW" ]; then
     vm_skip memlend_lio "vmio-test-iscsi-rw not built (libiscsi-dev missing)"
     exit 0
