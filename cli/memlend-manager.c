@@ -56,6 +56,9 @@ static void manager_usage(FILE *fp)
             "  -s, --secret-file FILE       shared secret (mode 0600)\n"
             "      --lease-seconds N        lender lease renewed by heartbeat (default 30)\n"
             "      --provision-timeout MS   time a lender has to make a LUN (default 30000)\n"
+            "      --attach-timeout MS      after a restart, time a borrower has to report a\n"
+            "                               READY lease ATTACHED before it is given back\n"
+            "                               (default 300000)\n"
             "      --port-file FILE         write the bound port there once listening\n"
             "  -f, --foreground             do not daemonize; log to stderr\n"
             "  -v, --verbose                log debug messages\n"
@@ -91,6 +94,7 @@ int memlend_cmd_manager(int argc, char **argv)
         { "secret-file", required_argument, NULL, 's' },
         { "lease-seconds", required_argument, NULL, 'L' },
         { "provision-timeout", required_argument, NULL, 'T' },
+        { "attach-timeout", required_argument, NULL, 'A' },
         { "port-file", required_argument, NULL, 'P' },
         { "foreground", no_argument, NULL, 'f' },
         { "verbose", no_argument, NULL, 'v' },
@@ -116,6 +120,12 @@ int memlend_cmd_manager(int argc, char **argv)
                 o.provision_timeout_ms == 0)
                 return cli_usage_error(PROG, "--provision-timeout: expected milliseconds, "
                                              "got '%s'",
+                                       optarg);
+            break;
+        case 'A':
+            if (parse_u32(optarg, 86400000, &o.attach_timeout_ms) < 0 ||
+                o.attach_timeout_ms == 0)
+                return cli_usage_error(PROG, "--attach-timeout: expected milliseconds, got '%s'",
                                        optarg);
             break;
         case 'P': port_file = optarg; break;

@@ -116,6 +116,9 @@ struct vmio_memlend_manager_options {
     const char *secret_file;    /* shared secret (mode 0600) */
     uint32_t lease_seconds;     /* lender lease; 0 = 30 */
     uint32_t provision_timeout_ms; /* lender must answer PROVISION; 0 = 30000 */
+    uint32_t attach_timeout_ms; /* after a restart, a READY lease not reported
+                                   ATTACHED within this is given back;
+                                   0 = 300000 */
 };
 
 VMIO_API int vmio_memlend_manager_new(const struct vmio_memlend_manager_options *opts,

@@ -20,7 +20,7 @@
 #include "protocol/auth.h"
 #include "transport/transport.h"
 
-#define MAX_QUEUED 65536   /* notices kept before the oldest are dropped */
+#define MAX_QUEUED 65536   /* unread notices: more break the connection */
 #define REQUEST_MARGIN_MS 3000
 
 struct qnode {
@@ -113,11 +113,22 @@ static void queue_drain_signal(vmio_memlend_client *c)
     (void)r;
 }
 
-static int queue_push(vmio_memlend_client *c, const struct vmio_memlend_notice *n)
+static int queue_push(vmio_memlend_client *c, const char *api,
+                      const struct vmio_memlend_notice *n)
 {
+    /* Dropping one could lose a REVOKE: give up on the connection instead
+     * (its owner reconnects and the manager sends what is pending again). */
+    if (c->qlen >= MAX_QUEUED) {
+        int r = set_broken(c, api, ENOBUFS,
+                           "more than %d notices from the manager at %s were not read "
+                           "(vmio_memlend_next_notice): connection abandoned",
+                           MAX_QUEUED, c->addr);
+        queue_signal(c);
+        return r;
+    }
     struct qnode *q = malloc(sizeof *q);
     if (!q)
-        return -ENOMEM;
+        return vmio_set_error(api, ENOMEM, "out of memory");
     q->n = *n;
     q->next = NULL;
     if (c->qtail)
@@ -125,12 +136,7 @@ static int queue_push(vmio_memlend_client *c, const struct vmio_memlend_notice *
     else
         c->qhead = q;
     c->qtail = q;
-    if (++c->qlen > MAX_QUEUED) {
-        struct qnode *old = c->qhead;
-        c->qhead = old->next;
-        free(old);
-        c->qlen--;
-    }
+    c->qlen++;
     queue_signal(c);
     return 0;
 }
@@ -260,9 +266,7 @@ static int handle_async(vmio_memlend_client *c, const char *api, const struct vm
         if (vmio_ml_decode_notice(api, body, h->length, &n) < 0)
             return set_broken(c, api, EPROTO, "manager at %s sent a bad notice: %s", c->addr,
                               vmio_errmsg() + strlen(api) + 2);
-        if (queue_push(c, &n) < 0)
-            return vmio_set_error(api, ENOMEM, "out of memory");
-        return 0;
+        return queue_push(c, api, &n);
     }
     if (h->type == VMIO_ML_FATAL) {
         char msg[VMIO_ML_MAX_ERRMSG + 1];
@@ -277,12 +281,40 @@ static int handle_async(vmio_memlend_client *c, const char *api, const struct vm
                       h->type);
 }
 
+/* Queue the complete frames already received (they came in the same recv
+ * as a reply or a notice taken from the queue): the socket will not
+ * become readable for them, the eventfd must. 0 or -errno (the stream is
+ * broken; the eventfd is raised so that a poller learns it). */
+static int drain_buffered(vmio_memlend_client *c, const char *api)
+{
+    while (!c->broken && c->in_len >= VMIO_ML_HDR_SIZE) {
+        struct vmio_ml_hdr h;
+        if (vmio_ml_decode_hdr(api, c->in, &h) < 0) {
+            set_broken(c, api, EPROTO, "manager at %s: %s", c->addr,
+                       vmio_errmsg() + strlen(api) + 2);
+            break;
+        }
+        if (c->in_len < VMIO_ML_HDR_SIZE + h.length)
+            return 0;
+        int r = handle_async(c, api, &h);
+        consume(c, &h);
+        if (r < 0 && !c->broken)
+            return r;
+    }
+    if (c->broken) {
+        queue_signal(c);
+        return -c->broken;
+    }
+    return 0;
+}
+
 /* Send a request and wait for its reply. On success the reply body is
  * copied to *rbody (malloc'd, NULL when empty) unless rbody is NULL (then
  * the body must be empty). A non-zero status becomes the call's error with
  * the manager's message. */
-static int call(vmio_memlend_client *c, const char *api, uint16_t type,
-                const struct vmio_ml_buf *body, uint32_t wait_ms, uint8_t **rbody, size_t *rlen)
+static int call_once(vmio_memlend_client *c, const char *api, uint16_t type,
+                     const struct vmio_ml_buf *body, uint32_t wait_ms, uint8_t **rbody,
+                     size_t *rlen)
 {
     int r = check_broken(c, api);
     if (r < 0)
@@ -348,6 +380,21 @@ static int call(vmio_memlend_client *c, const char *api, uint16_t type,
         consume(c, &h);
         return 0;
     }
+}
+
+static int call(vmio_memlend_client *c, const char *api, uint16_t type,
+                const struct vmio_ml_buf *body, uint32_t wait_ms, uint8_t **rbody, size_t *rlen)
+{
+    int r = call_once(c, api, type, body, wait_ms, rbody, rlen);
+    if (c->broken || c->in_len == 0)
+        return r;
+    /* Notices that followed the reply: the call's own result (and error
+     * message) stays; a broken stream shows in the next call. */
+    struct vmio_error_copy e;
+    vmio_error_save(&e);
+    drain_buffered(c, api);
+    vmio_error_restore(&e);
+    return r;
 }
 
 /* A reply body that failed to decode breaks the connection (the two ends
@@ -513,8 +560,10 @@ int vmio_memlend_next_notice(vmio_memlend_client *c, int timeout_ms,
     static const char api[] = "vmio_memlend_next_notice";
     VMIO_CHECK_ARG(api, c != NULL, EFAULT);
     VMIO_CHECK_ARG(api, n != NULL, EFAULT);
-    if (queue_pop(c, n))
+    if (queue_pop(c, n)) {
+        drain_buffered(c, api);
         return 0;
+    }
     if (c->broken)
         return vmio_set_error(api, EPIPE, "%s", c->broken_msg);
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : deadline_after((uint32_t)timeout_ms);
@@ -527,8 +576,10 @@ int vmio_memlend_next_notice(vmio_memlend_client *c, int timeout_ms,
             return vmio_set_error(api, ETIMEDOUT, "no notice within %d ms", timeout_ms);
         r = handle_async(c, api, &h);
         consume(c, &h);
-        if (queue_pop(c, n))
+        if (queue_pop(c, n)) {
+            drain_buffered(c, api);
             return 0;
+        }
         if (r < 0)
             return c->broken ? vmio_set_error(api, EPIPE, "%s", c->broken_msg) : r;
     }

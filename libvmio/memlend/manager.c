@@ -5,6 +5,8 @@
  * and the borrowers' requests waiting for a lender's PROVIDED. Protocol:
  * docs/memlend-protocol.md. Library code: events go to vmio_log only. */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,7 +24,16 @@
 #include "transport/transport.h"
 
 #define MAX_CONNS 1024
+#define MAX_PREAUTH 64            /* unauthenticated: the oldest is evicted */
+#define MAX_ACCEPT_ROUND 64       /* connections accepted per loop round */
+#define FRAMES_PER_ROUND 16       /* requests handled per connection per round */
 #define AUTH_TIMEOUT_MS 10000
+#define ATTACH_TIMEOUT_MS 300000u /* READY without ATTACHED after a restart */
+#define KEEPALIVE_IDLE_S 60       /* a silently dead peer is closed after */
+#define KEEPALIVE_INTVL_S 10      /* about 60 + 6 * 10 s */
+#define KEEPALIVE_CNT 6
+#define HEARTBEAT_WRITE_NS 1000000000ull /* a lender's row is written at most
+                                            once a second for heartbeats */
 #define MAX_REQUEST_BODY 65536u   /* clients never send more */
 #define MAX_OUTPUT (32u << 20)    /* a client that does not read is dropped */
 
@@ -45,6 +56,30 @@ struct conn {
     size_t out_off;
     int closing;              /* close once the output is flushed */
     int dead;
+    int backlog;              /* complete frames left over for the next round */
+};
+
+/* A lender's lease in memory: expiry is a monotonic deadline (a clock step
+ * does not expire anyone); heartbeats update the database row at most
+ * once a second (it only matters for restarts and STATUS). */
+struct lender_mem {
+    struct lender_mem *next;
+    char name[VMIO_ML_MAX_NAME + 1];
+    uint64_t deadline_ns;     /* vmio_now_ns() clock */
+    uint64_t written_ns;      /* last heartbeat write to the database */
+    uint64_t exportable;      /* last heartbeat's value */
+    int dirty;                /* heartbeat not written yet */
+};
+
+/* A READY lease whose borrower has not reported ATTACHED yet: given back
+ * (RELEASED) when the connection that received it closes, or, when there
+ * is no such connection (READY before a manager restart), at the
+ * deadline. */
+struct attach_wait {
+    struct attach_wait *next;
+    uint64_t lease_id;
+    struct conn *borrower;    /* NULL after a restart */
+    uint64_t deadline_ns;
 };
 
 /* A borrower's REQUEST waiting for the lender's PROVIDED. */
@@ -69,6 +104,9 @@ struct vmio_memlend_manager {
     struct conn *conns;
     int nconns;
     struct waiter *waiters;
+    struct lender_mem *lmems;
+    struct attach_wait *attach_waits;
+    uint32_t attach_timeout_ms;
     uint64_t next_scan_ns;
 };
 
@@ -269,6 +307,111 @@ static int lease_set_state(vmio_memlend_manager *m, uint64_t id, uint32_t state)
     return r;
 }
 
+/* ---- lender leases in memory ---- */
+
+static struct lender_mem *lmem_get(vmio_memlend_manager *m, const char *name)
+{
+    for (struct lender_mem *l = m->lmems; l; l = l->next)
+        if (strcmp(l->name, name) == 0)
+            return l;
+    struct lender_mem *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    /* First seen (manager start): a full lease to come back. */
+    l->deadline_ns = vmio_now_ns() + (uint64_t)m->lease_seconds * 1000000000ull;
+    l->next = m->lmems;
+    m->lmems = l;
+    return l;
+}
+
+static struct lender_mem *lmem_find(vmio_memlend_manager *m, const char *name)
+{
+    for (struct lender_mem *l = m->lmems; l; l = l->next)
+        if (strcmp(l->name, name) == 0)
+            return l;
+    return NULL;
+}
+
+/* The wall-clock expiry stored in the database and shown by STATUS. */
+static int64_t lmem_wall_expiry(const struct lender_mem *l, uint64_t now)
+{
+    uint64_t left = l->deadline_ns > now ? (l->deadline_ns - now + 999999999ull) / 1000000000ull
+                                         : 0;
+    return wall_now() + (int64_t)left;
+}
+
+/* Write a heartbeat that was held back. */
+static void lmem_flush(vmio_memlend_manager *m, struct lender_mem *l, uint64_t now)
+{
+    struct vmio_ml_lender_row row;
+    l->dirty = 0;
+    l->written_ns = now;
+    int r = vmio_ml_db_lender_get(API_RUN, m->db, l->name, &row);
+    if (r <= 0 || !row.available || row.withdrawn) {
+        if (r < 0)
+            vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
+        return;
+    }
+    row.exportable = l->exportable;
+    row.expiry = lmem_wall_expiry(l, now);
+    if ((r = tx_begin(m)) == 0)
+        r = tx_end(m, vmio_ml_db_lender_put(API_RUN, m->db, &row));
+    if (r < 0)
+        vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
+}
+
+/* ---- READY leases waiting for ATTACHED ---- */
+
+static void attach_wait_add(vmio_memlend_manager *m, uint64_t lease_id, struct conn *borrower)
+{
+    struct attach_wait *a = calloc(1, sizeof *a);
+    if (!a) {
+        vmio_log(VMIO_LOG_ERROR, "memlend manager: lease %llu: out of memory: it is not "
+                 "given back if its borrower never attaches it", (unsigned long long)lease_id);
+        return;
+    }
+    a->lease_id = lease_id;
+    a->borrower = borrower;
+    a->deadline_ns = vmio_now_ns() + (uint64_t)m->attach_timeout_ms * 1000000ull;
+    a->next = m->attach_waits;
+    m->attach_waits = a;
+}
+
+static void attach_wait_drop(vmio_memlend_manager *m, uint64_t lease_id)
+{
+    for (struct attach_wait **pa = &m->attach_waits; *pa;) {
+        struct attach_wait *a = *pa;
+        if (a->lease_id == lease_id) {
+            *pa = a->next;
+            free(a);
+            continue;
+        }
+        pa = &a->next;
+    }
+}
+
+/* The borrower never attached a READY lease: give it back to its lender
+ * (RELEASED, and the lender removes the LUN). Other states: nothing. */
+static void attach_give_back(vmio_memlend_manager *m, uint64_t lease_id, const char *why)
+{
+    struct vmio_memlend_lease l;
+    int r = vmio_ml_db_lease_get(API_RUN, m->db, lease_id, &l);
+    if (r <= 0 || l.state != VMIO_MEMLEND_READY) {
+        if (r < 0)
+            vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
+        return;
+    }
+    if (lease_set_state(m, lease_id, VMIO_MEMLEND_RELEASED) < 0) {
+        vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
+        return;
+    }
+    vmio_log(VMIO_LOG_INFO, "memlend manager: lease %llu of %s given back to %s: %s",
+             (unsigned long long)lease_id, l.borrower, l.lender, why);
+    l.state = VMIO_MEMLEND_RELEASED;
+    notify_lender(m, VMIO_MEMLEND_NOTICE_RELEASED, &l);
+}
+
 /* Fail a waiting borrower's request and forget the PENDING lease. */
 static void VMIO_PRINTF(4, 5)
     fail_waiter(vmio_memlend_manager *m, struct waiter *w, int err, const char *fmt, ...)
@@ -425,7 +568,17 @@ static void on_register(vmio_memlend_manager *m, struct conn *c, const struct vm
     row.exportable = reg.exportable;
     row.available = 1;
     row.withdrawn = 0;
-    row.expiry = wall_now() + m->lease_seconds;
+    struct lender_mem *lm = lmem_get(m, c->name);
+    if (!lm) {
+        reply_err(c, h->type, h->id, ENOMEM, "out of memory");
+        return;
+    }
+    uint64_t now = vmio_now_ns();
+    lm->deadline_ns = now + (uint64_t)m->lease_seconds * 1000000000ull;
+    lm->exportable = reg.exportable;
+    lm->written_ns = now;
+    lm->dirty = 0;
+    row.expiry = lmem_wall_expiry(lm, now);
     if ((r = tx_begin(m)) == 0)
         r = tx_end(m, vmio_ml_db_lender_put(API_RUN, m->db, &row));
     if (r < 0) {
@@ -470,12 +623,29 @@ static void on_heartbeat(vmio_memlend_manager *m, struct conn *c, const struct v
         reply_err(c, h->type, h->id, ENOENT, "lender %s is not registered", c->name);
         return;
     }
+    struct lender_mem *lm = lmem_get(m, c->name);
+    if (!lm) {
+        reply_err(c, h->type, h->id, ENOMEM, "out of memory");
+        return;
+    }
+    uint64_t now = vmio_now_ns();
+    lm->deadline_ns = now + (uint64_t)m->lease_seconds * 1000000000ull;
+    lm->exportable = exportable;
+    /* The renewal lives in memory; the row is written at once only when
+     * the lender comes back, otherwise at most once a second (timers()). */
+    if (row.available && now - lm->written_ns < HEARTBEAT_WRITE_NS) {
+        lm->dirty = 1;
+        reply_lease_seconds(m, c, h->type, h->id);
+        return;
+    }
     if (!row.available)
         vmio_log(VMIO_LOG_INFO, "memlend manager: lender %s is back after its lease expired",
                  c->name);
     row.exportable = exportable;
     row.available = 1;
-    row.expiry = wall_now() + m->lease_seconds;
+    row.expiry = lmem_wall_expiry(lm, now);
+    lm->written_ns = now;
+    lm->dirty = 0;
     if ((r = tx_begin(m)) == 0)
         r = tx_end(m, vmio_ml_db_lender_put(API_RUN, m->db, &row));
     if (r < 0) {
@@ -517,6 +687,9 @@ static void on_withdraw(vmio_memlend_manager *m, struct conn *c, const struct vm
         return;
     }
     c->registered = 0;
+    struct lender_mem *lm = lmem_get(m, c->name);
+    if (lm)
+        lm->dirty = 0;
     vmio_log(VMIO_LOG_INFO, "memlend manager: lender %s withdrew", c->name);
     reply_ok(c, h->type, h->id, NULL);
 }
@@ -574,6 +747,30 @@ static void on_provided(vmio_memlend_manager *m, struct conn *c, const struct vm
         return;
     }
     struct waiter *w = waiter_take(m, l.id);
+    if (w && (!w->borrower || w->borrower->dead)) {
+        /* The borrower went away in this very round: as if gone before. */
+        fail_waiter(m, w, ECANCELED, "borrower %s went away before lender provisioned it",
+                    l.borrower);
+        if (p.err == 0)
+            reply_err(c, h->type, h->id, ENOENT,
+                      "lease %llu is unknown (its borrower went away): remove its LUN if one "
+                      "exists", (unsigned long long)l.id);
+        else
+            reply_ok(c, h->type, h->id, NULL);
+        return;
+    }
+    if (!w && p.err == 0) {
+        /* No request waits for it (cannot happen: PENDING leases without a
+         * waiting request are deleted): never READY without a borrower. */
+        if (lease_delete(m, l.id) < 0) {
+            reply_lib_err(c, h->type, h->id, -vmio_errno());
+            return;
+        }
+        reply_err(c, h->type, h->id, ENOENT,
+                  "lease %llu is unknown (nobody waits for it): remove its LUN if one exists",
+                  (unsigned long long)l.id);
+        return;
+    }
     if (p.err != 0) {
         if (w) {
             fail_waiter(m, w, (int)p.err, "lender %s could not provision lease %llu: %s",
@@ -598,22 +795,16 @@ static void on_provided(vmio_memlend_manager *m, struct conn *c, const struct vm
     l.state = VMIO_MEMLEND_READY;
     l.lun = p.lun;
     snprintf(l.target_iqn, sizeof l.target_iqn, "%s", p.target_iqn);
-    if (w && w->borrower && !w->borrower->dead) {
-        vmio_log(VMIO_LOG_INFO, "memlend manager: lease %llu READY: %s lends %llu bytes to %s",
-                 (unsigned long long)l.id, l.lender, (unsigned long long)l.size, l.borrower);
-        struct vmio_ml_buf b = { 0 };
-        vmio_ml_encode_lease(&b, &l);
-        reply_ok(w->borrower, VMIO_ML_REQUEST, w->req_id, &b);
-        vmio_ml_buf_free(&b);
-        free(w);
-        return;
-    }
+    vmio_log(VMIO_LOG_INFO, "memlend manager: lease %llu READY: %s lends %llu bytes to %s",
+             (unsigned long long)l.id, l.lender, (unsigned long long)l.size, l.borrower);
+    struct vmio_ml_buf b = { 0 };
+    vmio_ml_encode_lease(&b, &l);
+    reply_ok(w->borrower, VMIO_ML_REQUEST, w->req_id, &b);
+    vmio_ml_buf_free(&b);
+    /* Until ATTACHED it is given back if this connection closes (the
+     * reply may never have arrived, or `attach` died) or at the deadline. */
+    attach_wait_add(m, l.id, w->borrower);
     free(w);
-    /* Nobody waits for it any more: give it straight back. */
-    if (lease_set_state(m, l.id, VMIO_MEMLEND_RELEASED) == 0) {
-        l.state = VMIO_MEMLEND_RELEASED;
-        notice(c, VMIO_MEMLEND_NOTICE_RELEASED, &l);
-    }
 }
 
 static void on_reclaim(vmio_memlend_manager *m, struct conn *c, const struct vmio_ml_hdr *h,
@@ -832,6 +1023,7 @@ static void on_attached(vmio_memlend_manager *m, struct conn *c, const struct vm
         reply_lib_err(c, h->type, h->id, r);
         return;
     }
+    attach_wait_drop(m, id);
     reply_ok(c, h->type, h->id, NULL);
 }
 
@@ -901,6 +1093,12 @@ static void on_status(vmio_memlend_manager *m, struct conn *c, const struct vmio
         info[i].lent = ld[i].lent;
         info[i].available = ld[i].available;
         info[i].expiry = ld[i].expiry;
+        struct lender_mem *lm = ld[i].available ? lmem_find(m, ld[i].name) : NULL;
+        if (lm) {   /* newer than the row */
+            info[i].expiry = lmem_wall_expiry(lm, vmio_now_ns());
+            if (lm->dirty)
+                info[i].exportable = lm->exportable;
+        }
     }
     struct vmio_ml_buf b = { 0 };
     vmio_ml_encode_status(&b, info, nld, ls, nls);
@@ -974,11 +1172,20 @@ static void handle_frame(vmio_memlend_manager *m, struct conn *c, const struct v
     fn(m, c, h, body);
 }
 
-/* Parse and handle every complete frame in c->in. */
+/* Parse and handle the complete frames in c->in, at most FRAMES_PER_ROUND
+ * (every request may commit to the database: one client pipelining
+ * thousands must not stall the others); c->backlog tells whether more
+ * are left for the next round. */
 static void process_input(vmio_memlend_manager *m, struct conn *c)
 {
     size_t off = 0;
+    int handled = 0;
+    c->backlog = 0;
     while (!c->dead && !c->closing && c->in_len - off >= VMIO_ML_HDR_SIZE) {
+        if (handled == FRAMES_PER_ROUND) {
+            c->backlog = 1;
+            break;
+        }
         struct vmio_ml_hdr h;
         if (vmio_ml_decode_hdr("manager", c->in + off, &h) < 0) {
             fatal(c, EPROTO, "malformed frame: %s", vmio_errmsg() + strlen("manager: "));
@@ -993,6 +1200,7 @@ static void process_input(vmio_memlend_manager *m, struct conn *c)
             break;
         handle_frame(m, c, &h, c->in + off + VMIO_ML_HDR_SIZE);
         off += VMIO_ML_HDR_SIZE + h.length;
+        handled++;
     }
     if (off > 0) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -1000,15 +1208,19 @@ static void process_input(vmio_memlend_manager *m, struct conn *c)
     }
 }
 
+/* One recv (unless frames are left over from the last round), then at
+ * most FRAMES_PER_ROUND requests. */
 static void conn_read(vmio_memlend_manager *m, struct conn *c)
 {
-    for (int rounds = 0; rounds < 16 && !c->dead; rounds++) {
+    const size_t limit = MAX_REQUEST_BODY + VMIO_ML_HDR_SIZE + 8192;
+    while (!c->dead && !c->backlog) {
         if (c->in_cap - c->in_len < 4096) {
-            size_t cap = c->in_cap ? c->in_cap * 2 : 8192;
-            if (cap > MAX_REQUEST_BODY + VMIO_ML_HDR_SIZE + 8192) {
+            /* A whole maximal frame plus the 4096 always fits at limit. */
+            if (c->in_cap >= limit) {
                 fatal(c, EPROTO, "input buffer overflow");
                 return;
             }
+            size_t cap = c->in_cap ? VMIO_MIN(c->in_cap * 2, limit) : 8192;
             uint8_t *n = realloc(c->in, cap);
             if (!n) {
                 conn_kill(c);
@@ -1030,15 +1242,30 @@ static void conn_read(vmio_memlend_manager *m, struct conn *c)
             return;
         }
         c->in_len += (size_t)r;
-        if (!c->closing)
-            process_input(m, c);
+        break;
     }
+    if (!c->dead && !c->closing)
+        process_input(m, c);
 }
 
 /* Forget a connection: its waiting requests die with it (their PENDING
- * leases are deleted; a late PROVIDED gets ENOENT). */
-static void conn_free(vmio_memlend_manager *m, struct conn *c)
+ * leases are deleted; a late PROVIDED gets ENOENT), and the READY leases
+ * it was answered but never reported ATTACHED are given back (RELEASED,
+ * the lender is told) -- but not when the manager itself shuts down. */
+static void conn_free(vmio_memlend_manager *m, struct conn *c, int shutdown)
 {
+    for (struct attach_wait **pa = &m->attach_waits; *pa;) {
+        struct attach_wait *a = *pa;
+        if (a->borrower == c) {
+            *pa = a->next;
+            if (!shutdown)
+                attach_give_back(m, a->lease_id,
+                                 "its borrower disconnected before reporting ATTACHED");
+            free(a);
+            continue;
+        }
+        pa = &a->next;
+    }
     for (struct waiter **pw = &m->waiters; *pw;) {
         struct waiter *w = *pw;
         if (w->borrower == c) {
@@ -1066,16 +1293,35 @@ static void reap(vmio_memlend_manager *m)
         if (c->dead) {
             *pc = c->next;
             m->nconns--;
-            conn_free(m, c);
+            conn_free(m, c, 0);
             continue;
         }
         pc = &c->next;
     }
 }
 
+/* Unauthenticated connections are few: a new one evicts the oldest, so
+ * one host cannot lock lenders and borrowers out. */
+static void preauth_make_room(vmio_memlend_manager *m)
+{
+    int n = 0;
+    struct conn *oldest = NULL;
+    for (struct conn *c = m->conns; c; c = c->next) {
+        if (c->dead || c->state == READY)
+            continue;
+        n++;
+        if (!oldest || c->auth_deadline_ns < oldest->auth_deadline_ns)
+            oldest = c;
+    }
+    if (n >= MAX_PREAUTH && oldest) {
+        fatal(oldest, EBUSY, "too many unauthenticated connections: the oldest is closed");
+        conn_kill(oldest);
+    }
+}
+
 static void accept_all(vmio_memlend_manager *m)
 {
-    for (;;) {
+    for (int i = 0; i < MAX_ACCEPT_ROUND; i++) {
         int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EINTR)
@@ -1092,6 +1338,14 @@ static void accept_all(vmio_memlend_manager *m)
                      m->nconns);
             continue;
         }
+        preauth_make_room(m);
+        /* A borrower host that dies silently must close its connection:
+         * its READY leases are given back then. */
+        int on = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTVL_S, cnt = KEEPALIVE_CNT;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
         c->fd = fd;
         struct vmio_transport *t;
         /* Only for the peer's description and socket tuning. */
@@ -1111,7 +1365,7 @@ static void accept_all(vmio_memlend_manager *m)
 
 static void expire_lenders(vmio_memlend_manager *m)
 {
-    int64_t now = wall_now();
+    uint64_t now = vmio_now_ns();
     struct vmio_ml_lender_row *ld;
     size_t n;
     if (vmio_ml_db_lenders(API_RUN, m->db, &ld, &n) < 0) {
@@ -1120,8 +1374,12 @@ static void expire_lenders(vmio_memlend_manager *m)
     }
     for (size_t i = 0; i < n; i++) {
         struct vmio_ml_lender_row *l = &ld[i];
-        if (!l->available || l->expiry >= now)
+        if (!l->available)
             continue;
+        struct lender_mem *lm = lmem_get(m, l->name);
+        if (!lm || now < lm->deadline_ns)
+            continue;
+        lm->dirty = 0;
         vmio_log(VMIO_LOG_WARNING, "memlend manager: lender %s missed its heartbeats: unavailable",
                  l->name);
         struct vmio_memlend_lease *ls;
@@ -1180,6 +1438,35 @@ static int timers(vmio_memlend_manager *m)
         m->next_scan_ns = now + 500000000ull;
     }
     next = VMIO_MIN(next, m->next_scan_ns);
+    for (struct lender_mem *l = m->lmems; l; l = l->next) {
+        if (!l->dirty)
+            continue;
+        if (now - l->written_ns >= HEARTBEAT_WRITE_NS)
+            lmem_flush(m, l, now);
+        else
+            next = VMIO_MIN(next, l->written_ns + HEARTBEAT_WRITE_NS);
+    }
+    for (struct attach_wait **pa = &m->attach_waits; *pa;) {
+        struct attach_wait *a = *pa;
+        /* While the connection that got the lease is open, the borrower is
+         * still attaching (it reports ATTACHED after moving its data, which
+         * can take long): only its closing gives the lease back. */
+        if (a->borrower) {
+            pa = &a->next;
+            continue;
+        }
+        if (now >= a->deadline_ns) {
+            *pa = a->next;
+            char why[96];
+            snprintf(why, sizeof why, "its borrower did not report ATTACHED within %u ms",
+                     m->attach_timeout_ms);
+            attach_give_back(m, a->lease_id, why);
+            free(a);
+            continue;
+        }
+        next = VMIO_MIN(next, a->deadline_ns);
+        pa = &a->next;
+    }
     for (struct waiter **pw = &m->waiters; *pw;) {
         struct waiter *w = *pw;
         if (now >= w->deadline_ns) {
@@ -1223,12 +1510,16 @@ int vmio_memlend_manager_new(const struct vmio_memlend_manager_options *opts,
     VMIO_CHECK_ARG(API_NEW, opts->listen != NULL, EINVAL);
     VMIO_CHECK_ARG(API_NEW, opts->db_path != NULL, EINVAL);
     VMIO_CHECK_ARG(API_NEW, opts->secret_file != NULL, EINVAL);
-    uint32_t lease_s = 0, prov_ms = 0;
+    uint32_t lease_s = 0, prov_ms = 0, attach_ms = 0;
     if (opts->struct_size >= offsetof(struct vmio_memlend_manager_options, lease_seconds) + 4)
         lease_s = opts->lease_seconds;
     if (opts->struct_size >=
         offsetof(struct vmio_memlend_manager_options, provision_timeout_ms) + 4)
         prov_ms = opts->provision_timeout_ms;
+    if (opts->struct_size >= offsetof(struct vmio_memlend_manager_options, attach_timeout_ms) + 4)
+        attach_ms = opts->attach_timeout_ms;
+    if (attach_ms == 0)
+        attach_ms = ATTACH_TIMEOUT_MS;
     if (lease_s == 0)
         lease_s = 30;
     if (prov_ms == 0)
@@ -1247,6 +1538,7 @@ int vmio_memlend_manager_new(const struct vmio_memlend_manager_options *opts,
     m->stop_fd = -1;
     m->lease_seconds = lease_s;
     m->provision_timeout_ms = prov_ms;
+    m->attach_timeout_ms = attach_ms;
     if ((r = vmio_read_secret_file(API_NEW, opts->secret_file, &m->secret, &m->secret_len)) < 0)
         goto fail;
     if ((r = vmio_ml_db_open(API_NEW, opts->db_path, &m->db)) < 0)
@@ -1256,6 +1548,16 @@ int vmio_memlend_manager_new(const struct vmio_memlend_manager_options *opts,
         goto fail;
     if (r > 0)
         vmio_log(VMIO_LOG_INFO, "memlend manager: dropped %d lease(s) that were PENDING", r);
+    /* READY leases answered before the restart: their borrowers get the
+     * full attach timeout to report ATTACHED. */
+    struct vmio_memlend_lease *ready;
+    size_t nready;
+    if ((r = vmio_ml_db_leases(API_NEW, m->db, NULL, NULL, VMIO_MEMLEND_READY, &ready,
+                               &nready)) < 0)
+        goto fail;
+    for (size_t i = 0; i < nready; i++)
+        attach_wait_add(m, ready[i].id, NULL);
+    free(ready);
     m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (m->stop_fd < 0) {
         r = vmio_set_error_errno(API_NEW, errno, "eventfd");
@@ -1304,17 +1606,19 @@ int vmio_memlend_manager_run(vmio_memlend_manager *m)
             }
         }
         size_t n = 0;
+        int backlog = 0;
         pfd[n++] = (struct pollfd){ .fd = m->stop_fd, .events = POLLIN };
         pfd[n++] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
         for (struct conn *c = m->conns; c; c = c->next) {
             pc[n] = c;
+            backlog |= c->backlog && !c->closing;
             pfd[n++] = (struct pollfd){
                 .fd = c->fd,
-                .events = (short)((c->closing ? 0 : POLLIN) |
+                .events = (short)((c->closing || c->backlog ? 0 : POLLIN) |
                                   (c->out_off < c->out.len ? POLLOUT : 0)),
             };
         }
-        int r = poll(pfd, n, timeout);
+        int r = poll(pfd, n, backlog ? 0 : timeout);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -1331,6 +1635,8 @@ int vmio_memlend_manager_run(vmio_memlend_manager *m)
             accept_all(m);
         for (size_t i = 2; i < n; i++) {
             struct conn *c = pc[i];
+            if (!c->dead && !c->closing && c->backlog)
+                process_input(m, c);   /* the next FRAMES_PER_ROUND requests */
             if (c->dead || !pfd[i].revents)
                 continue;
             if (pfd[i].revents & POLLOUT)
@@ -1365,7 +1671,17 @@ void vmio_memlend_manager_free(vmio_memlend_manager *m)
     while (m->conns) {
         struct conn *c = m->conns;
         m->conns = c->next;
-        conn_free(m, c);
+        conn_free(m, c, 1);
+    }
+    while (m->attach_waits) {
+        struct attach_wait *a = m->attach_waits;
+        m->attach_waits = a->next;
+        free(a);
+    }
+    while (m->lmems) {
+        struct lender_mem *l = m->lmems;
+        m->lmems = l->next;
+        free(l);
     }
     while (m->waiters) {
         struct waiter *w = m->waiters;

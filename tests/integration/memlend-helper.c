@@ -8,6 +8,8 @@
  *        goes away
  *   borrow ADDR SECRET NAME BYTES         request, report attached, print
  *        "lease ID LENDER TARGET_IQN LUN"
+ *   request ADDR SECRET NAME BYTES        request, print "lease ID" and exit
+ *        without reporting attached (as an `attach` that died)
  *   release ADDR SECRET NAME ID           release a lease
  *
  * Exit status 1 with the library's message on stderr on failure. */
@@ -76,12 +78,17 @@ static int lend(char **argv)
     return 0;
 }
 
-static int borrow(char **argv)
+static int borrow(char **argv, int attach)
 {
     vmio_memlend_client *c = conn(argv, VMIO_MEMLEND_ROLE_BORROWER);
     struct vmio_memlend_lease l;
     if (vmio_memlend_request(c, strtoull(argv[5], NULL, 0), &l) < 0)
         return fail("request");
+    if (!attach) {
+        printf("lease %" PRIu64 "\n", l.id);
+        vmio_memlend_disconnect(c);
+        return 0;
+    }
     if (vmio_memlend_attached(c, l.id) < 0)
         return fail("attached");
     printf("lease %" PRIu64 " %s %s %u\n", l.id, l.lender, l.target_iqn, l.lun);
@@ -103,9 +110,11 @@ int main(int argc, char **argv)
     if (argc == 7 && strcmp(argv[1], "lend") == 0)
         return lend(argv);
     if (argc == 6 && strcmp(argv[1], "borrow") == 0)
-        return borrow(argv);
+        return borrow(argv, 1);
+    if (argc == 6 && strcmp(argv[1], "request") == 0)
+        return borrow(argv, 0);
     if (argc == 6 && strcmp(argv[1], "release") == 0)
         return release(argv);
-    fprintf(stderr, "usage: vmio-test-memlend lend|borrow|release ADDR SECRET NAME ...\n");
+    fprintf(stderr, "usage: vmio-test-memlend lend|borrow|request|release ADDR SECRET NAME ...\n");
     return 2;
 }

@@ -4,6 +4,8 @@
 # manager is killed with SIGKILL and started again on the same database
 # and port: the lease and the lender are still there, the lender's lease
 # then expires (no heartbeats any more) and the lease becomes LOST; a
+# borrower that disconnects before reporting ATTACHED has its READY lease
+# given back (the lender removes it); a
 # second manager on the same database, a wrong secret and bad arguments
 # fail with clear messages.
 . "$(dirname "$0")/functions.sh"
@@ -52,6 +54,8 @@ status_json() {
 expect 2 "needs --listen, --db and --secret-file" "$ML" manager --listen 127.0.0.1:0
 expect 2 "lease-seconds" "$ML" manager --listen 127.0.0.1:0 --db "$DB" \
     --secret-file "$TMP/secret" --lease-seconds 0
+expect 2 "attach-timeout" "$ML" manager --listen 127.0.0.1:0 --db "$DB" \
+    --secret-file "$TMP/secret" --attach-timeout 0
 expect 1 "HOST:PORT" "$ML" manager --listen localhost --db "$DB" --secret-file "$TMP/secret" -f
 
 start_manager m1 --listen 127.0.0.1:0
@@ -78,6 +82,20 @@ s['lenders'][0]['available'] is True and s['lenders'][0]['lent'] == 67108864"
 ok "lease $ID ATTACHED, lender available, in status --json"
 expect 0 "ATTACHED +64.0 MiB +lenderA +vm1" "$ML" status --manager "127.0.0.1:$PORT" \
     --secret-file "$TMP/secret"
+
+# A borrower gone between READY and ATTACHED: the lease is given back and
+# the lender removes it.
+out=$("$VMIO_TEST_MEMLEND" request "127.0.0.1:$PORT" "$TMP/secret" vm2 67108864) ||
+    fail "request failed: $out"
+read -r _ ID2 <<<"$out"
+only_first() {
+    status_json "$TMP/s1b.json"
+    python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if [l["id"] for l in s["leases"]] == [int(sys.argv[2])] else 1)' "$TMP/s1b.json" "$ID"
+}
+wait_until 10 only_first || fail "lease $ID2 of a borrower that never attached was not given back"
+grep -q "lease $ID2 of vm2 given back to lenderA" "$TMP/m1.log" ||
+    fail "no 'given back' in the manager's log"
+ok "a READY lease whose borrower left before ATTACHED is given back and removed"
 
 # Refusals.
 make_secret "$TMP/other"

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -70,7 +71,8 @@ static void *mgr_thread(void *arg)
     return NULL;
 }
 
-static void mgr_start(struct mgr *g, uint32_t lease_s, uint32_t prov_ms)
+static void mgr_start_attach(struct mgr *g, uint32_t lease_s, uint32_t prov_ms,
+                             uint32_t attach_ms)
 {
     memset(g, 0, sizeof *g);
     struct vmio_memlend_manager_options o = {
@@ -80,12 +82,18 @@ static void mgr_start(struct mgr *g, uint32_t lease_s, uint32_t prov_ms)
         .secret_file = secret_path,
         .lease_seconds = lease_s,
         .provision_timeout_ms = prov_ms,
+        .attach_timeout_ms = attach_ms,
     };
     ck_assert_vmio_ok(vmio_memlend_manager_new(&o, &g->m));
     g->port = vmio_memlend_manager_port(g->m);
     ck_assert_int_gt(g->port, 0);
     snprintf(g->addr, sizeof g->addr, "127.0.0.1:%d", g->port);
     ck_assert_int_eq(pthread_create(&g->th, NULL, mgr_thread, g), 0);
+}
+
+static void mgr_start(struct mgr *g, uint32_t lease_s, uint32_t prov_ms)
+{
+    mgr_start_attach(g, lease_s, prov_ms, 0);
 }
 
 static void mgr_stop(struct mgr *g)
@@ -1132,6 +1140,430 @@ START_TEST(t_raw_malformed_after_auth)
 }
 END_TEST
 
+/* HELLO and AUTH on a raw socket; the connection is authenticated. */
+static int raw_auth(struct mgr *g, uint32_t role, const char *name)
+{
+    int fd = raw_connect(g);
+    struct vmio_ml_hello hello = { .min_version = 1, .max_version = 1, .role = role };
+    snprintf(hello.name, sizeof hello.name, "%s", name);
+    memset(hello.nonce, 9, sizeof hello.nonce);
+    struct vmio_ml_buf b = { 0 };
+    vmio_ml_encode_hello(&b, &hello);
+    raw_frame(fd, VMIO_ML_HELLO, 1, &b);
+    vmio_ml_buf_free(&b);
+    uint8_t hb[VMIO_ML_HDR_SIZE], body[VMIO_ML_NONCE_SIZE + VMIO_ML_PROOF_SIZE + 4];
+    struct vmio_ml_hdr h;
+    ck_assert_int_eq(recv(fd, hb, sizeof hb, MSG_WAITALL), (ssize_t)sizeof hb);
+    ck_assert_vmio_ok(vmio_ml_decode_hdr("test", hb, &h));
+    ck_assert_uint_eq(h.length, sizeof body);
+    ck_assert_int_eq(recv(fd, body, sizeof body, MSG_WAITALL), (ssize_t)sizeof body);
+    struct vmio_ml_hello_reply rep;
+    ck_assert_vmio_ok(vmio_ml_decode_hello_reply("test", body, sizeof body, &rep));
+    uint8_t secret[] = "0123456789abcdef-memlend-test-secret";
+    uint8_t proof[VMIO_ML_PROOF_SIZE];
+    vmio_ml_proof(secret, sizeof secret - 1, 0, hello.nonce, rep.nonce, role, name, proof);
+    vmio_ml_put_bytes(&b, proof, sizeof proof);
+    raw_frame(fd, VMIO_ML_AUTH, 2, &b);
+    vmio_ml_buf_free(&b);
+    char msg[1100];
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_int_eq(h.status, 0);
+    return fd;
+}
+
+/* ---- a READY lease whose borrower never reports ATTACHED ---- */
+
+/* The borrower's process dies between READY and ATTACHED (the `attach`
+ * killed, or the reply lost with the connection): the lease is given back
+ * to its lender, which removes the LUN. */
+START_TEST(t_ready_borrower_gone)
+{
+    struct mgr g;
+    mgr_start(&g, 30, 5000);
+    struct agent a;
+    agent_start(&a, &g, "lenderA", 1 * GiB);
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        vmio_memlend_client *b;
+        struct vmio_memlend_lease l;
+        if (vmio_memlend_connect(g.addr, secret_path, VMIO_MEMLEND_ROLE_BORROWER, "vm1", 5000,
+                                 &b) < 0 ||
+            vmio_memlend_request(b, 64 * MiB, &l) < 0)
+            _exit(1);
+        ssize_t w = write(pfd[1], &l.id, sizeof l.id);
+        pause();   /* killed before ATTACHED */
+        _exit(w == sizeof l.id ? 0 : 1);
+    }
+    close(pfd[1]);
+    uint64_t id = 0;
+    ck_assert_int_eq(read(pfd[0], &id, sizeof id), (ssize_t)sizeof id);
+    close(pfd[0]);
+    ck_assert_uint_eq(lease_state(&g, id), VMIO_MEMLEND_READY);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    /* RELEASED pushed to the lender, which unexports: the row is gone. */
+    ck_assert_msg(wait_state(&g, id, 0, 5), "the READY lease outlived its borrower");
+    ck_assert_int_eq(atomic_load(&a.released), 1);
+    ck_assert_int_eq(atomic_load(&a.unexported), 1);
+    struct view v;
+    view_get(&g, &v);
+    ck_assert_uint_eq(view_lender(&v, "lenderA")->lent, 0);
+    view_free(&v);
+    agent_stop(&a);
+    mgr_stop(&g);
+}
+END_TEST
+
+/* A borrower still connected is still attaching (moving its data can take
+ * long): no deadline, and its lease is given back only when it leaves. A
+ * lease attached in time stays. After a manager restart a READY lease has
+ * no such connection: it is given back at the attach timeout. */
+START_TEST(t_attach_timeout)
+{
+    struct mgr g;
+    mgr_start_attach(&g, 30, 5000, 600);
+    struct agent a;
+    agent_start(&a, &g, "lenderA", 1 * GiB);
+    vmio_memlend_client *b = connect_as(&g, VMIO_MEMLEND_ROLE_BORROWER, "vm1");
+    struct vmio_memlend_lease l1, l2;
+    ck_assert_vmio_ok(vmio_memlend_request(b, 64 * MiB, &l1));
+    ck_assert_vmio_ok(vmio_memlend_request(b, 64 * MiB, &l2));
+    ck_assert_vmio_ok(vmio_memlend_attached(b, l2.id));
+    usleep(1200000);
+    ck_assert_uint_eq(lease_state(&g, l1.id), VMIO_MEMLEND_READY);
+    ck_assert_uint_eq(lease_state(&g, l2.id), VMIO_MEMLEND_ATTACHED);
+    ck_assert_int_eq(atomic_load(&a.released), 0);
+    /* A READY lease across a restart (the borrower's connection ends
+     * with the old manager, which does not give leases back when it stops;
+     * no lender is connected to answer RELEASED). */
+    struct vmio_memlend_lease l3;
+    ck_assert_vmio_ok(vmio_memlend_request(b, 64 * MiB, &l3));
+    agent_stop(&a);
+    mgr_stop(&g);
+    vmio_memlend_disconnect(b);
+    mgr_start_attach(&g, 30, 5000, 600);
+    ck_assert_uint_eq(lease_state(&g, l1.id), VMIO_MEMLEND_READY);
+    ck_assert_uint_eq(lease_state(&g, l3.id), VMIO_MEMLEND_READY);
+    /* l1 is reported ATTACHED from a new connection in time. */
+    b = connect_as(&g, VMIO_MEMLEND_ROLE_BORROWER, "vm1");
+    ck_assert_vmio_ok(vmio_memlend_attached(b, l1.id));
+    ck_assert_msg(wait_state(&g, l3.id, VMIO_MEMLEND_RELEASED, 5),
+                  "the READY lease was not given back after the restart");
+    usleep(300000);
+    ck_assert_uint_eq(lease_state(&g, l1.id), VMIO_MEMLEND_ATTACHED);
+    ck_assert_uint_eq(lease_state(&g, l2.id), VMIO_MEMLEND_ATTACHED);
+    vmio_memlend_disconnect(b);
+    mgr_stop(&g);
+}
+END_TEST
+
+/* ---- limits ---- */
+
+/* The largest legal request body (64 KiB) is read whole and answered (here
+ * with EPROTO: STATUS takes no body); one byte more closes the connection. */
+START_TEST(t_max_frame)
+{
+    struct mgr g;
+    mgr_start(&g, 30, 5000);
+    int fd = raw_auth(&g, VMIO_MEMLEND_ROLE_OBSERVER, "obs");
+    struct vmio_ml_buf b = { 0 };
+    uint8_t *big = calloc(1, 65536);
+    ck_assert_ptr_nonnull(big);
+    vmio_ml_put_bytes(&b, big, 65536);
+    raw_frame(fd, VMIO_ML_STATUS, 3, &b);
+    vmio_ml_buf_free(&b);
+    struct vmio_ml_hdr h;
+    char msg[1100];
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_uint_eq(h.type, VMIO_ML_STATUS | VMIO_ML_REPLY);
+    ck_assert_uint_eq(h.id, 3);
+    ck_assert_int_eq(h.status, EPROTO);
+    ck_assert_msg(strstr(msg, "STATUS"), "message: %s", msg);
+    /* Still usable. */
+    raw_frame(fd, VMIO_ML_STATUS, 4, NULL);
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_uint_eq(h.id, 4);
+    ck_assert_int_eq(h.status, 0);
+    vmio_ml_put_bytes(&b, big, 65536);
+    vmio_ml_put_bytes(&b, big, 1);
+    raw_frame(fd, VMIO_ML_STATUS, 5, &b);
+    vmio_ml_buf_free(&b);
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_uint_eq(h.type, VMIO_ML_FATAL);
+    ck_assert_msg(strstr(msg, "exceeds"), "message: %s", msg);
+    free(big);
+    close(fd);
+    mgr_stop(&g);
+}
+END_TEST
+
+/* A lender pipelining thousands of HEARTBEATs: every one is answered in
+ * order, another client is served meanwhile, and the last value reaches
+ * STATUS at once and the database within a second (heartbeats are kept in
+ * memory and written at most once a second). */
+START_TEST(t_heartbeat_flood)
+{
+    enum { N = 3000 };
+    struct mgr g;
+    mgr_start(&g, 30, 5000);
+    int fd = raw_auth(&g, VMIO_MEMLEND_ROLE_LENDER, "flooder");
+    struct vmio_ml_register reg = { .exportable = GiB };
+    snprintf(reg.portal, sizeof reg.portal, "127.0.0.1:3260");
+    struct vmio_ml_buf b = { 0 };
+    vmio_ml_encode_register(&b, &reg);
+    raw_frame(fd, VMIO_ML_REGISTER, 3, &b);
+    vmio_ml_buf_free(&b);
+    struct vmio_ml_hdr h;
+    char msg[1100];
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_int_eq(h.status, 0);
+    struct vmio_ml_buf all = { 0 };
+    for (uint32_t i = 0; i < N; i++) {
+        vmio_ml_put_u64(&b, 2 * GiB);
+        vmio_ml_put_frame(&all, VMIO_ML_HEARTBEAT, 10 + i, 0, b.data, b.len);
+        vmio_ml_buf_free(&b);
+    }
+    raw_send(fd, all.data, all.len);
+    vmio_ml_buf_free(&all);
+    /* Another client is served meanwhile. */
+    double t0 = test_now();
+    vmio_memlend_client *o = connect_as(&g, VMIO_MEMLEND_ROLE_OBSERVER, "observer");
+    struct view v;
+    ck_assert_vmio_ok(vmio_memlend_status(o, &v.ls, &v.nls, &v.ld, &v.nld));
+    double dt = test_now() - t0;
+    view_free(&v);
+    vmio_memlend_disconnect(o);
+    ck_assert_msg(dt < 0.5, "STATUS took %.3f s during a heartbeat flood", dt);
+    for (uint32_t i = 0; i < N; i++) {
+        raw_recv(fd, &h, msg, sizeof msg);
+        ck_assert_uint_eq(h.id, 10 + i);
+        ck_assert_int_eq(h.status, 0);
+    }
+    double all_dt = test_now() - t0;
+    ck_assert_msg(all_dt < 3, "%d heartbeats took %.3f s", N, all_dt);
+    /* The last heartbeat's value reaches STATUS and, within a second, the
+     * database. */
+    view_get(&g, &v);
+    ck_assert_uint_eq(view_lender(&v, "flooder")->exportable, 2 * GiB);
+    view_free(&v);
+    usleep(1300000);
+    close(fd);
+    mgr_stop(&g);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    const char *q = "SELECT exportable FROM lenders WHERE name = 'flooder'";
+    ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int64(st, 0), (sqlite3_int64)(2 * GiB));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+END_TEST
+
+/* Many unauthenticated connections from one host do not lock others out:
+ * the oldest are closed (FATAL EBUSY) and a real client still connects. */
+START_TEST(t_preauth_cap)
+{
+    enum { N = 1100 };
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max < 3 * N) {
+        fprintf(stderr, "t_preauth_cap: skipped (RLIMIT_NOFILE hard limit %llu)\n",
+                (unsigned long long)rl.rlim_max);
+        return;
+    }
+    rl.rlim_cur = 3 * N;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct mgr g;
+    mgr_start(&g, 30, 5000);
+    static int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_connect(&g);
+    usleep(200000);
+    vmio_memlend_client *o = NULL;
+    ck_assert_vmio_ok(vmio_memlend_connect(g.addr, secret_path, VMIO_MEMLEND_ROLE_OBSERVER,
+                                           "observer", 5000, &o));
+    vmio_memlend_disconnect(o);
+    /* The first one was evicted with a reason. */
+    struct vmio_ml_hdr h;
+    char msg[1100];
+    raw_recv(fds[0], &h, msg, sizeof msg);
+    ck_assert_uint_eq(h.type, VMIO_ML_FATAL);
+    ck_assert_int_eq(h.status, EBUSY);
+    ck_assert_msg(strstr(msg, "too many unauthenticated"), "message: %s", msg);
+    raw_expect_eof(fds[0]);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    mgr_stop(&g);
+}
+END_TEST
+
+/* ---- the client's notice queue ---- */
+
+/* A notice that arrives in the same segment as a reply makes the client's
+ * fd readable (RECLAIM of a RELEASED lease: reply and RELEASED notice are
+ * sent back to back). */
+START_TEST(t_client_fd_after_reply)
+{
+    struct mgr g;
+    mgr_start(&g, 30, 5000);
+    vmio_memlend_client *lc = connect_as(&g, VMIO_MEMLEND_ROLE_LENDER, "lenderA");
+    ck_assert_vmio_ok(vmio_memlend_register(lc, "127.0.0.1:3260", 1 * GiB));
+    vmio_memlend_client *b = connect_as(&g, VMIO_MEMLEND_ROLE_BORROWER, "vm1");
+    int fd = raw_auth(&g, VMIO_MEMLEND_ROLE_BORROWER, "vm1");
+    struct vmio_ml_request rq = { .size = 64 * MiB, .wait_ms = 5000 };
+    struct vmio_ml_buf bb = { 0 };
+    vmio_ml_encode_request(&bb, &rq);
+    raw_frame(fd, VMIO_ML_REQUEST, 3, &bb);
+    vmio_ml_buf_free(&bb);
+    struct vmio_memlend_notice n;
+    ck_assert_vmio_ok(vmio_memlend_next_notice(lc, 5000, &n));
+    ck_assert_uint_eq(n.type, VMIO_MEMLEND_NOTICE_PROVISION);
+    uint64_t id = n.lease.id;
+    ck_assert_vmio_ok(vmio_memlend_provided(lc, id, "iqn.2026-12.org.vmio:lenderA.lease1", 1, 0));
+    struct vmio_ml_hdr h;
+    char msg[1100];
+    raw_recv(fd, &h, msg, sizeof msg);
+    ck_assert_int_eq(h.status, 0);
+    ck_assert_vmio_ok(vmio_memlend_attached(b, id));
+    ck_assert_vmio_ok(vmio_memlend_release(b, id));
+    expect_notice(lc, VMIO_MEMLEND_NOTICE_RELEASED, id, VMIO_MEMLEND_RELEASED);
+    for (int round = 0; round < 20; round++) {
+        ck_assert_vmio_ok(vmio_memlend_reclaim(lc, id));
+        struct pollfd p = { .fd = vmio_memlend_client_fd(lc), .events = POLLIN };
+        ck_assert_msg(poll(&p, 1, 2000) == 1, "round %d: the client fd did not wake", round);
+        expect_notice(lc, VMIO_MEMLEND_NOTICE_RELEASED, id, VMIO_MEMLEND_RELEASED);
+        ck_assert_int_eq(vmio_memlend_next_notice(lc, 0, &n), -ETIMEDOUT);
+    }
+    close(fd);
+    vmio_memlend_disconnect(b);
+    vmio_memlend_disconnect(lc);
+    mgr_stop(&g);
+}
+END_TEST
+
+/* A fake manager that pushes more notices than the client keeps while a
+ * call waits: the client gives up on the connection (ENOBUFS) instead of
+ * silently dropping one; the queued notices are still delivered in order. */
+struct flood_srv {
+    int lfd;
+    int port;
+    uint32_t count;
+};
+
+static void *flood_srv_thread(void *arg)
+{
+    struct flood_srv *s = arg;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    uint8_t hb[VMIO_ML_HDR_SIZE], body[4096];
+    struct vmio_ml_hdr h;
+    struct vmio_ml_hello hello;
+    uint8_t secret[] = "0123456789abcdef-memlend-test-secret";
+    struct vmio_ml_buf b = { 0 }, f = { 0 };
+    /* HELLO */
+    if (recv(fd, hb, sizeof hb, MSG_WAITALL) != (ssize_t)sizeof hb ||
+        vmio_ml_decode_hdr("srv", hb, &h) < 0 || h.length > sizeof body ||
+        recv(fd, body, h.length, MSG_WAITALL) != (ssize_t)h.length ||
+        vmio_ml_decode_hello("srv", body, h.length, &hello) < 0)
+        goto out;
+    struct vmio_ml_hello_reply rep = { .version = 1 };
+    memset(rep.nonce, 5, sizeof rep.nonce);
+    vmio_ml_proof(secret, sizeof secret - 1, 1, hello.nonce, rep.nonce, hello.role, hello.name,
+                  rep.proof);
+    vmio_ml_encode_hello_reply(&b, &rep);
+    vmio_ml_put_frame(&f, VMIO_ML_HELLO | VMIO_ML_REPLY, h.id, 0, b.data, b.len);
+    vmio_ml_buf_free(&b);
+    /* AUTH (not checked) */
+    if (send(fd, f.data, f.len, MSG_NOSIGNAL) != (ssize_t)f.len ||
+        recv(fd, hb, sizeof hb, MSG_WAITALL) != (ssize_t)sizeof hb ||
+        vmio_ml_decode_hdr("srv", hb, &h) < 0 || h.length > sizeof body ||
+        recv(fd, body, h.length, MSG_WAITALL) != (ssize_t)h.length)
+        goto out;
+    vmio_ml_buf_free(&f);
+    vmio_ml_put_frame(&f, VMIO_ML_AUTH | VMIO_ML_REPLY, h.id, 0, NULL, 0);
+    /* STATUS: the notices, then the (empty) reply */
+    if (send(fd, f.data, f.len, MSG_NOSIGNAL) != (ssize_t)f.len ||
+        recv(fd, hb, sizeof hb, MSG_WAITALL) != (ssize_t)sizeof hb ||
+        vmio_ml_decode_hdr("srv", hb, &h) < 0)
+        goto out;
+    vmio_ml_buf_free(&f);
+    for (uint32_t i = 1; i <= s->count; i++) {
+        struct vmio_memlend_notice n = { .type = VMIO_MEMLEND_NOTICE_REVOKE };
+        n.lease.id = i;
+        n.lease.state = VMIO_MEMLEND_REVOKING;
+        n.lease.size = 4096;
+        snprintf(n.lease.lender, sizeof n.lease.lender, "lenderA");
+        snprintf(n.lease.borrower, sizeof n.lease.borrower, "vm1");
+        snprintf(n.lease.portal, sizeof n.lease.portal, "127.0.0.1:3260");
+        vmio_ml_encode_notice(&b, &n);
+        vmio_ml_put_frame(&f, VMIO_ML_NOTICE, 0, 0, b.data, b.len);
+        vmio_ml_buf_free(&b);
+    }
+    vmio_ml_encode_status(&b, NULL, 0, NULL, 0);
+    vmio_ml_put_frame(&f, VMIO_ML_STATUS | VMIO_ML_REPLY, h.id, 0, b.data, b.len);
+    vmio_ml_buf_free(&b);
+    size_t off = 0;
+    while (off < f.len) {
+        ssize_t w = send(fd, f.data + off, f.len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+out:
+    vmio_ml_buf_free(&b);
+    vmio_ml_buf_free(&f);
+    shutdown(fd, SHUT_WR);
+    char c;
+    while (recv(fd, &c, 1, 0) > 0)
+        ;
+    close(fd);
+    return NULL;
+}
+
+START_TEST(t_client_queue_full)
+{
+    struct flood_srv s = { .count = 65537 };
+    s.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(s.lfd, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(s.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(s.lfd, 1), 0);
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(getsockname(s.lfd, (struct sockaddr *)&sa, &sl), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, flood_srv_thread, &s), 0);
+    vmio_memlend_client *c = NULL;
+    ck_assert_vmio_ok(vmio_memlend_connect(addr, secret_path, VMIO_MEMLEND_ROLE_BORROWER, "vm1",
+                                           20000, &c));
+    struct vmio_memlend_lease *ls;
+    struct vmio_memlend_lender_info *ld;
+    size_t nls, nld;
+    ck_assert_vmio_err_msg(vmio_memlend_status(c, &ls, &nls, &ld, &nld), ENOBUFS,
+                           "vmio_memlend_status", "were not read");
+    struct pollfd p = { .fd = vmio_memlend_client_fd(c), .events = POLLIN };
+    ck_assert_int_eq(poll(&p, 1, 0), 1);
+    struct vmio_memlend_notice n;
+    for (uint64_t i = 1; i <= 65536; i++) {
+        ck_assert_vmio_ok(vmio_memlend_next_notice(c, 0, &n));
+        ck_assert_uint_eq(n.lease.id, i);
+    }
+    ck_assert_int_eq(vmio_memlend_next_notice(c, 0, &n), -EPIPE);
+    ck_assert_msg(strstr(vmio_errmsg(), "were not read"), "message: %s", vmio_errmsg());
+    vmio_memlend_disconnect(c);
+    pthread_join(th, NULL);
+    close(s.lfd);
+}
+END_TEST
+
 /* ---- CHAP ---- */
 
 START_TEST(t_chap)
@@ -1208,6 +1640,13 @@ int main(void)
     tcase_add_test(tc, t_raw_unauthenticated);
     tcase_add_test(tc, t_raw_malformed_after_auth);
     tcase_add_test(tc, t_chap);
+    tcase_add_test(tc, t_ready_borrower_gone);
+    tcase_add_test(tc, t_attach_timeout);
+    tcase_add_test(tc, t_max_frame);
+    tcase_add_test(tc, t_heartbeat_flood);
+    tcase_add_test(tc, t_preauth_cap);
+    tcase_add_test(tc, t_client_fd_after_reply);
+    tcase_add_test(tc, t_client_queue_full);
     suite_add_tcase(s, tc);
     return test_run(s);
 }
