@@ -45,8 +45,16 @@ struct lease_l {
     int state;
     uint64_t created_ns;
     uint64_t reclaim_ns;        /* decision time (0: not reclaimed) */
+    uint64_t revoke_ns;         /* the manager took the RECLAIM: deadline from here */
+    uint64_t reclaim_sent_ns;   /* last RECLAIM sent (re-sent until taken) */
+    int reclaim_acked;          /* the manager has it as REVOKING */
+    int reclaim_err_reported;   /* a failed RECLAIM was reported */
+    int confirmed;              /* the manager took our PROVIDED (a borrower may
+                                   have the IQN): never torn down unasked */
+    int gone;                   /* the manager has no such lease: no unexported() */
     int unresponsive;           /* deadline passed, reported */
     int busy_reported;          /* teardown refused (logged in), reported */
+    char borrower[64];          /* "" when unknown (adopted, not yet reconciled) */
 };
 
 struct vmio_memlend_lender {
@@ -71,6 +79,7 @@ struct vmio_memlend_lender {
     uint64_t reported_offer;    /* last exportable sent to the manager */
     int paused;                 /* reclaim_all asked: offer nothing */
     uint64_t stall_reclaim_ns;  /* last reclaim for stalls (PSI, guests) */
+    uint64_t hb_every, next_hb; /* heartbeats (also between slow steps) */
 
     int wake[2];
     volatile sig_atomic_t stop_flag;
@@ -167,6 +176,23 @@ void vmio_memlend_lender_free(vmio_memlend_lender *l)
     free(l);
 }
 
+/* One tool run (tgtadm) may take at most this long: the loop is single
+ * threaded and heartbeats between the steps of a provision, so a hung
+ * tgtd must not hold it past a heartbeat (a third of the lease). A sixth
+ * of the lease (at least 2 s: a loaded host starts tools slowly), never
+ * more than timeout_ms. */
+static uint32_t tool_timeout_ms(const struct vmio_memlend_lender *l, int lease_s)
+{
+    if (lease_s <= 0)
+        lease_s = (int)l->lease_seconds;
+    uint64_t t = (uint64_t)lease_s * 1000u / 6u;
+    if (t < 2000)
+        t = 2000;
+    if (t > l->timeout_ms)
+        t = l->timeout_ms;
+    return (uint32_t)t;
+}
+
 int vmio_memlend_lender_new(const struct vmio_memlend_lender_options *opts,
                             vmio_memlend_lender **out)
 {
@@ -242,7 +268,8 @@ int vmio_memlend_lender_new(const struct vmio_memlend_lender_options *opts,
     l->scfg.psi_limit_x100 = opts->psi_limit_x100;
     l->scfg.calm_ms = opts->calm_ms;
     vmio_ml_surplus_cfg_defaults(&l->scfg, s.mem_total);
-    struct vmio_ml_target_cfg tc = {l->portal, l->tgt_control_port, l->configfs, l->timeout_ms};
+    struct vmio_ml_target_cfg tc = {l->portal, l->tgt_control_port, l->configfs,
+                                    tool_timeout_ms(l, (int)l->lease_seconds)};
     if ((r = vmio_ml_target_open(api, l->backend, &tc, &l->target)) < 0)
         goto fail;
     /* Check that the target is there now (tgtd running, configfs...). */
@@ -352,7 +379,7 @@ static int teardown(struct vmio_memlend_lender *l, struct lease_l *x, int forced
     emit(l, forced ? VMIO_MEMLEND_EV_FORCED : VMIO_MEMLEND_EV_REMOVED, x->id, freed, lat,
          "lease %" PRIu64 ": %s %sremoved, %" PRIu64 " bytes freed%s", x->id, x->iqn,
          forced ? "force-" : "", freed, after);
-    if (l->client && vmio_memlend_unexported(l->client, x->id) < 0)
+    if (l->client && !x->gone && vmio_memlend_unexported(l->client, x->id) < 0)
         emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "unexported(%" PRIu64 "): %s", x->id,
              vmio_errmsg());
     drop_lease(l, x);
@@ -364,6 +391,59 @@ static int teardown(struct vmio_memlend_lender *l, struct lease_l *x, int forced
     return 0;
 }
 
+/* A lease of ours the manager does not know (its row is gone). If no
+ * borrower ever got its IQN, or nobody is logged in and the force policy
+ * is on, it is released here; otherwise a borrower may still have the LUN
+ * in its VG: it is kept and reported. */
+static void unknown_lease(struct vmio_memlend_lender *l, struct lease_l *x)
+{
+    x->gone = 1;
+    int s = l->target->ops->sessions(l->target, API_RUN, x->iqn);
+    if ((s == 0 || s == -ENOENT) && !x->confirmed) {
+        emit(l, VMIO_MEMLEND_EV_RELEASED, x->id, x->size, 0,
+             "lease %" PRIu64 ": cancelled by the manager before a borrower got it: removing",
+             x->id);
+        x->state = L_RELEASED;
+    } else if ((s == 0 || s == -ENOENT) &&
+               l->on_unresponsive == VMIO_MEMLEND_UNRESPONSIVE_FORCE) {
+        emit(l, VMIO_MEMLEND_EV_RELEASED, x->id, x->size, 0,
+             "lease %" PRIu64 ": unknown to the manager and unused: removing", x->id);
+        x->state = L_RELEASED;
+    } else {
+        emit(l, VMIO_MEMLEND_EV_ERROR, x->id, x->size, 0,
+             "lease %" PRIu64 ": unknown to the manager (%d initiator(s) logged in): "
+             "LUN kept; remove it by hand or run with --on-unresponsive force",
+             x->id, s < 0 ? 0 : s);
+    }
+}
+
+/* Ask the manager for x back; the deadline runs from its yes. Re-sent by
+ * tick() and reconcile() until the manager has taken it. */
+static void send_reclaim(struct vmio_memlend_lender *l, struct lease_l *x)
+{
+    if (!l->client || x->state != L_RECLAIMING || x->reclaim_acked)
+        return;
+    uint64_t now = vmio_now_ns();
+    x->reclaim_sent_ns = now;
+    int r = vmio_memlend_reclaim(l->client, x->id);
+    if (r == 0) {
+        x->reclaim_acked = 1;
+        x->revoke_ns = now;
+        x->reclaim_err_reported = 0;
+        return;
+    }
+    if (r == -ENOENT) {
+        x->reclaim_acked = 1; /* nothing to wait for: handled as unknown */
+        x->revoke_ns = now;
+        unknown_lease(l, x);
+        return;
+    }
+    if (!x->reclaim_err_reported)
+        emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "reclaim(%" PRIu64 "): %s; retrying",
+             x->id, vmio_errmsg());
+    x->reclaim_err_reported = 1;
+}
+
 static void start_reclaim(struct vmio_memlend_lender *l, struct lease_l *x, uint64_t t_ns,
                           const char *why)
 {
@@ -371,14 +451,13 @@ static void start_reclaim(struct vmio_memlend_lender *l, struct lease_l *x, uint
         return;
     x->state = L_RECLAIMING;
     x->reclaim_ns = t_ns;
+    x->reclaim_acked = 0;
     pthread_mutex_lock(&l->mu);
     l->st.reclaims++;
     pthread_mutex_unlock(&l->mu);
     emit(l, VMIO_MEMLEND_EV_RECLAIM, x->id, x->size, 0, "lease %" PRIu64 " (%" PRIu64
          " bytes): reclaim (%s)", x->id, x->size, why);
-    if (l->client && vmio_memlend_reclaim(l->client, x->id) < 0)
-        emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "reclaim(%" PRIu64 "): %s", x->id,
-             vmio_errmsg());
+    send_reclaim(l, x);
 }
 
 /* Reclaim newest-first until bytes are covered (bytes 1: one lease). */
@@ -441,6 +520,7 @@ static int connect_manager(struct vmio_memlend_lender *l)
     }
     l->client = c;
     l->reported_offer = exportable;
+    l->target->timeout_ms = tool_timeout_ms(l, vmio_memlend_lease_seconds(c));
     emit(l, VMIO_MEMLEND_EV_REGISTERED, 0, offer, 0,
          "registered with %s as %s, portal %s, offering %" PRIu64 " bytes", l->manager,
          l->name, l->portal, offer);
@@ -463,43 +543,65 @@ static void reconcile(struct vmio_memlend_lender *l)
         for (size_t k = 0; k < nls; k++)
             if (ls[k].id == x->id && strcmp(ls[k].lender, l->name) == 0)
                 m = &ls[k];
+        /* The same id for another size or borrower: the manager's database
+         * was recreated and its lease m is not ours. */
+        if (m && (m->size != x->size || (x->borrower[0] && strcmp(m->borrower, x->borrower))))
+            m = NULL;
+        if (m && !x->borrower[0])
+            snprintf(x->borrower, sizeof x->borrower, "%s", m->borrower);
+        if (m && m->state != VMIO_MEMLEND_PENDING)
+            x->confirmed = 1;
         if (m && m->state == VMIO_MEMLEND_RELEASED) {
             x->state = L_RELEASED;
-        } else if (m && m->state == VMIO_MEMLEND_REVOKING && x->state == L_EXPORTED) {
-            x->state = L_RECLAIMING;
-            x->reclaim_ns = vmio_now_ns();
-        } else if (!m) {
-            /* The manager has no such lease (its row was deleted, or its
-             * database lost). A borrower may still have the LUN in its VG
-             * and be logged out only for a moment: keep it, unless the
-             * force policy is on and nobody is logged in. */
-            int s = l->target->ops->sessions(l->target, API_RUN, x->iqn);
-            if ((s == 0 || s == -ENOENT) &&
-                l->on_unresponsive == VMIO_MEMLEND_UNRESPONSIVE_FORCE) {
-                emit(l, VMIO_MEMLEND_EV_RELEASED, x->id, x->size, 0,
-                     "lease %" PRIu64 ": unknown to the manager and unused: removing", x->id);
-                x->state = L_RELEASED;
-            } else {
-                emit(l, VMIO_MEMLEND_EV_ERROR, x->id, x->size, 0,
-                     "lease %" PRIu64 ": unknown to the manager (%d initiator(s) logged in): "
-                     "LUN kept; remove it by hand or run with --on-unresponsive force",
-                     x->id, s < 0 ? 0 : s);
+        } else if (m && m->state == VMIO_MEMLEND_REVOKING) {
+            if (x->state == L_EXPORTED) {
+                x->state = L_RECLAIMING;
+                x->reclaim_ns = vmio_now_ns();
             }
+            if (x->state == L_RECLAIMING && !x->reclaim_acked) {
+                x->reclaim_acked = 1;
+                x->revoke_ns = vmio_now_ns();
+            }
+        } else if (m && x->state == L_RECLAIMING &&
+                   (m->state == VMIO_MEMLEND_READY || m->state == VMIO_MEMLEND_ATTACHED)) {
+            /* Our RECLAIM never reached it (manager down, or restarted from
+             * an older state): ask again; the deadline starts on its yes. */
+            x->reclaim_acked = 0;
+            send_reclaim(l, x);
+        } else if (!m) {
+            unknown_lease(l, x);
         }
         if (x->state == L_RELEASED && teardown(l, x, 0) == 0)
             continue; /* dropped: same index is the next lease */
         i++;
     }
-    /* RELEASED leases of ours without a LUN here: forget them. */
-    for (size_t k = 0; k < nls; k++)
-        if (strcmp(ls[k].lender, l->name) == 0 && ls[k].state == VMIO_MEMLEND_RELEASED &&
-            !find_lease(l, ls[k].id) && vmio_memlend_unexported(l->client, ls[k].id) < 0)
-            emit(l, VMIO_MEMLEND_EV_ERROR, ls[k].id, 0, 0, "unexported(%" PRIu64 "): %s",
-                 ls[k].id, vmio_errmsg());
+    for (size_t k = 0; k < nls; k++) {
+        if (strcmp(ls[k].lender, l->name) != 0 || find_lease(l, ls[k].id))
+            continue;
+        if (ls[k].state == VMIO_MEMLEND_RELEASED) {
+            /* RELEASED leases of ours without a LUN here: forget them. */
+            if (vmio_memlend_unexported(l->client, ls[k].id) < 0)
+                emit(l, VMIO_MEMLEND_EV_ERROR, ls[k].id, 0, 0, "unexported(%" PRIu64 "): %s",
+                     ls[k].id, vmio_errmsg());
+        } else if (ls[k].state == VMIO_MEMLEND_READY || ls[k].state == VMIO_MEMLEND_ATTACHED ||
+                   ls[k].state == VMIO_MEMLEND_REVOKING) {
+            /* Neither a target nor a file here (the host rebooted, the
+             * memory file system was unmounted): the borrower's data on it
+             * is gone. Say so; the borrower sees its LUN fail. */
+            emit(l, VMIO_MEMLEND_EV_ERROR, ls[k].id, ls[k].size, 0,
+                 "lease %" PRIu64 " (%s, borrower %s): no target and no file here any more: "
+                 "the borrower's data on it is lost", ls[k].id,
+                 vmio_memlend_state_name(ls[k].state), ls[k].borrower);
+        }
+    }
     vmio_memlend_status_free(ls, li);
 }
 
-/* Adopt targets and files left by a previous run with the same name. */
+/* Adopt targets and files left by a previous run with the same name. A
+ * file without a target (tgtd restarted: it keeps no targets) gets its
+ * target back (the IQN and CHAP follow from the id and the secret);
+ * reconcile() then frees what the manager says is RELEASED and keeps
+ * what it holds, as for any other lease. Nothing is freed here. */
 static void adopt(struct vmio_memlend_lender *l)
 {
     struct vmio_ml_target_entry *e = NULL;
@@ -529,19 +631,40 @@ static void adopt(struct vmio_memlend_lender *l)
         struct lease_l *x = add_lease(l, id, (uint64_t)st.st_size);
         if (!x)
             break;
+        x->confirmed = 1; /* its history is unknown: assume a borrower has it */
         emit(l, VMIO_MEMLEND_EV_RESUMED, id, x->size, 0,
              "lease %" PRIu64 ": %s (%" PRIu64 " bytes, %u session(s)) resumed", id, e[i].iqn,
              x->size, e[i].sessions);
     }
-    /* Files without a target: nobody can reach them; free them. */
     for (size_t i = 0; i < nids; i++) {
         if (find_lease(l, ids[i]))
             continue;
-        uint64_t freed = 0;
-        if (vmio_ml_backing_free(API_RUN, &l->backing, ids[i], &freed) == 0)
-            emit(l, VMIO_MEMLEND_EV_REMOVED, ids[i], freed, 0,
-                 "lease %" PRIu64 ": stale file without a target freed (%" PRIu64 " bytes)",
-                 ids[i], freed);
+        char path[512];
+        struct stat st;
+        vmio_ml_backing_path(&l->backing, ids[i], path, sizeof path);
+        if (stat(path, &st) < 0)
+            continue;
+        struct lease_l *x = add_lease(l, ids[i], (uint64_t)st.st_size);
+        if (!x)
+            break;
+        x->confirmed = 1;
+        struct vmio_memlend_chap chap;
+        int r = vmio_memlend_chap_derive(l->secret_file, x->iqn, &chap);
+        if (r == 0)
+            r = l->target->ops->create(l->target, API_RUN, x->iqn, LEASE_LUN, path, x->size,
+                                       &chap);
+        memset(&chap, 0, sizeof chap);
+        if (r < 0) {
+            /* Keep the file (it may hold a borrower's pages) and the lease,
+             * so that it is counted as lent; reconcile() decides. */
+            emit(l, VMIO_MEMLEND_EV_ERROR, x->id, x->size, 0,
+                 "lease %" PRIu64 ": file %s without a target; re-creating it failed: %s",
+                 x->id, path, vmio_errmsg());
+            continue;
+        }
+        emit(l, VMIO_MEMLEND_EV_RESUMED, x->id, x->size, 0,
+             "lease %" PRIu64 ": %s (%" PRIu64 " bytes) resumed: target re-created on %s",
+             x->id, x->iqn, x->size, path);
     }
     free(e);
     free(ids);
@@ -563,12 +686,66 @@ static void refuse(struct vmio_memlend_lender *l, uint64_t id, uint64_t size, in
 static void sample_decide(struct vmio_memlend_lender *l, struct vmio_ml_surplus_decision *d,
                           struct vmio_ml_mem_sample *s, int *ok);
 
+/* Heartbeat now if one is due: between the slow steps of a provision, so
+ * that tools that take their time do not let the lender's lease expire. */
+static void heartbeat_if_due(struct vmio_memlend_lender *l)
+{
+    uint64_t now = vmio_now_ns();
+    if (!l->client || !l->hb_every || now < l->next_hb)
+        return;
+    uint64_t exportable = exportable_now(l);
+    if (vmio_memlend_heartbeat(l->client, exportable) == 0) {
+        l->reported_offer = exportable;
+        l->next_hb = now + l->hb_every;
+    } /* failures: the loop's own heartbeat reports them and reconnects */
+}
+
+/* Tell the manager the LUN of x is ready. ENOENT: it dropped the PENDING
+ * lease meanwhile (provision timeout, the borrower went away): nobody got
+ * the IQN, so the LUN goes at once instead of being counted as lent. */
+static void answer_provided(struct vmio_memlend_lender *l, struct lease_l *x)
+{
+    int r = vmio_memlend_provided(l->client, x->id, x->iqn, LEASE_LUN, 0);
+    if (r == 0) {
+        x->confirmed = 1;
+        return;
+    }
+    if (r == -ENOENT && !x->confirmed) {
+        emit(l, VMIO_MEMLEND_EV_RELEASED, x->id, x->size, 0,
+             "lease %" PRIu64 ": cancelled by the manager before it was ready (%s): removing",
+             x->id, vmio_errmsg());
+        x->gone = 1;
+        x->state = L_RELEASED;
+        teardown(l, x, 0); /* on failure it is retried by the next tick */
+        return;
+    }
+    emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "provided(%" PRIu64 "): %s", x->id,
+         vmio_errmsg());
+}
+
 static void provision(struct vmio_memlend_lender *l, const struct vmio_memlend_lease *ls)
 {
     struct lease_l *x = find_lease(l, ls->id);
-    if (x) { /* a PROVISION sent again (reconnect): answer again */
-        if (vmio_memlend_provided(l->client, x->id, x->iqn, LEASE_LUN, 0) < 0)
-            emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "provided: %s", vmio_errmsg());
+    if (x) {
+        /* A PROVISION sent again (reconnect): answer again. But the same
+         * id for another size or borrower, or for a LUN somebody is logged
+         * in to, is another lease (the manager's database was recreated
+         * and its ids start again): never hand out a LUN in use. */
+        int s = l->target->ops->sessions(l->target, API_RUN, x->iqn);
+        if (x->size != ls->size || (x->borrower[0] && strcmp(x->borrower, ls->borrower)) ||
+            x->state != L_EXPORTED || s > 0) {
+            char why[400];
+            snprintf(why, sizeof why,
+                     "EEXIST: lease %" PRIu64 " here is %" PRIu64 " bytes for %s, %s, %d "
+                     "initiator(s) logged in; its LUN is kept", x->id, x->size,
+                     x->borrower[0] ? x->borrower : "(unknown)",
+                     x->state == L_EXPORTED ? "exported" : "being reclaimed", s < 0 ? 0 : s);
+            refuse(l, ls->id, ls->size, EEXIST, why);
+            return;
+        }
+        if (!x->borrower[0])
+            snprintf(x->borrower, sizeof x->borrower, "%s", ls->borrower);
+        answer_provided(l, x);
         return;
     }
     if (ls->size == 0 || ls->size % 512) {
@@ -593,10 +770,13 @@ static void provision(struct vmio_memlend_lender *l, const struct vmio_memlend_l
         refuse(l, ls->id, ls->size, ENOMEM, "out of memory");
         return;
     }
+    snprintf(x->borrower, sizeof x->borrower, "%s", ls->borrower);
+    uint64_t id = x->id;
     char path[512];
     struct vmio_memlend_chap chap;
     int r = vmio_ml_backing_create(API_RUN, &l->backing, x->id, x->size);
     if (r == 0) {
+        heartbeat_if_due(l);
         vmio_ml_backing_path(&l->backing, x->id, path, sizeof path);
         r = vmio_memlend_chap_derive(l->secret_file, x->iqn, &chap);
         if (r == 0)
@@ -618,6 +798,8 @@ static void provision(struct vmio_memlend_lender *l, const struct vmio_memlend_l
         refuse(l, ls->id, ls->size, -r, why);
         return;
     }
+    heartbeat_if_due(l);
+    x = find_lease(l, id);
     /* The offer shrinks by what was just lent. */
     l->sst.offer = l->sst.offer > x->size ? l->sst.offer - x->size : 0;
     pthread_mutex_lock(&l->mu);
@@ -626,9 +808,7 @@ static void provision(struct vmio_memlend_lender *l, const struct vmio_memlend_l
     emit(l, VMIO_MEMLEND_EV_PROVISIONED, x->id, x->size, 0,
          "lease %" PRIu64 ": %" PRIu64 " bytes for %s as %s LUN %d on %s", x->id, x->size,
          ls->borrower, x->iqn, LEASE_LUN, l->portal);
-    if (vmio_memlend_provided(l->client, x->id, x->iqn, LEASE_LUN, 0) < 0)
-        emit(l, VMIO_MEMLEND_EV_ERROR, x->id, 0, 0, "provided(%" PRIu64 "): %s", x->id,
-             vmio_errmsg());
+    answer_provided(l, x);
 }
 
 static void released(struct vmio_memlend_lender *l, uint64_t id)
@@ -722,7 +902,14 @@ static void tick(struct vmio_memlend_lender *l, int *pressure_reported)
         if (x->state == L_RELEASED) { /* a teardown that failed before */
             if (teardown(l, x, 0) == 0)
                 continue;
-        } else if (x->state == L_RECLAIMING && now - x->reclaim_ns > deadline) {
+        } else if (x->state == L_RECLAIMING && !x->reclaim_acked) {
+            /* Not yet taken by the manager: ask again every 2 s. */
+            if (now - x->reclaim_sent_ns >= 2000000000ull)
+                send_reclaim(l, x);
+            if (x->state == L_RELEASED && teardown(l, x, 0) == 0)
+                continue;
+        } else if (x->state == L_RECLAIMING && now > x->revoke_ns &&
+                   now - x->revoke_ns > deadline) {
             if (l->on_unresponsive == VMIO_MEMLEND_UNRESPONSIVE_FORCE) {
                 int ns = l->target->ops->sessions(l->target, API_RUN, x->iqn);
                 if (ns == 0 || ns == -ENOENT) {
@@ -788,8 +975,8 @@ int vmio_memlend_lender_run(vmio_memlend_lender *l)
     if (r < 0)
         return vmio_error_reprefix(API_RUN, -r);
     reconcile(l);
-    uint64_t hb_every = heartbeat_interval(l);
-    uint64_t next_hb = vmio_now_ns() + hb_every;
+    l->hb_every = heartbeat_interval(l);
+    l->next_hb = vmio_now_ns() + l->hb_every;
     uint64_t next_watch = vmio_now_ns();
     uint64_t next_reconnect = 0;
     unsigned reconnect_failures = 0;
@@ -797,9 +984,9 @@ int vmio_memlend_lender_run(vmio_memlend_lender *l)
         uint64_t now = vmio_now_ns();
         if (!l->client && now >= next_reconnect) {
             if (connect_manager(l) == 0) {
+                l->hb_every = heartbeat_interval(l);
+                l->next_hb = now + l->hb_every;
                 reconcile(l);
-                hb_every = heartbeat_interval(l);
-                next_hb = now + hb_every;
                 reconnect_failures = 0;
             } else {
                 if (reconnect_failures++ == 0) /* say it once per outage */
@@ -813,7 +1000,7 @@ int vmio_memlend_lender_run(vmio_memlend_lender *l)
             tick(l, &pressure_reported);
             next_watch = now + (uint64_t)l->watch_interval_ms * 1000000ull;
         }
-        if (l->client && now >= next_hb) {
+        if (l->client && now >= l->next_hb) {
             uint64_t exportable = exportable_now(l);
             if (vmio_memlend_heartbeat(l->client, exportable) == 0) {
                 l->reported_offer = exportable;
@@ -827,14 +1014,14 @@ int vmio_memlend_lender_run(vmio_memlend_lender *l)
             } else {
                 emit(l, VMIO_MEMLEND_EV_ERROR, 0, 0, 0, "heartbeat: %s", vmio_errmsg());
             }
-            next_hb = now + hb_every;
+            l->next_hb = now + l->hb_every;
         }
         if (l->reclaim_now && l->nleases == 0)
             break; /* drained */
         /* Wait for a notice, a wake-up, or the next deadline. */
         uint64_t until = next_watch;
-        if (l->client && next_hb < until)
-            until = next_hb;
+        if (l->client && l->next_hb < until)
+            until = l->next_hb;
         if (!l->client && next_reconnect < until)
             until = next_reconnect;
         now = vmio_now_ns();

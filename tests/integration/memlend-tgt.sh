@@ -7,7 +7,12 @@
 # released lease whose initiator is still logged in is NOT removed until
 # it logs out; a reclaim (SIGUSR1) reaches the borrower, whose release
 # makes the lender remove the target and free the tmpfs memory; SIGTERM
-# withdraws the lender. Needs root (tmpfs mount), tgt and libiscsi.
+# withdraws the lender. Then the failure cases: a reclaim decided while
+# the manager is down is re-sent; a hung tgtadm times out within the
+# lease; a lease dropped while PENDING is removed at once; tgtd restarting
+# (it keeps no targets) loses no borrower's data; a recreated manager
+# database cannot hand out a LUN in use. Needs root (tmpfs mount), tgt
+# and libiscsi.
 . "$(dirname "$0")/functions.sh"
 
 : "${VMIO_MEMLEND:?}"
@@ -296,18 +301,25 @@ untrack_pid "$HOLD"
 wait_until 10 grep -q "forced lease $IDF: .*force-removed" "$TMP/lender.log" ||
     fail "force: LUN not removed after the logout"
 [ ! -e "$STATE/mem/lease-$IDF" ] || fail "force: file left"
-# The borrower comes back and releases: the manager forgets the lease.
-"$RW" release "$MGR" "$TMP/secret" guest6 "$IDF" || fail "late release of $IDF"
-wait_until 10 grep -q "released lease $IDF: .*no LUN here any more" "$TMP/lender.log" ||
-    fail "late release not handled"
+# The manager forgot the lease when the lender reported the LUN gone (the
+# borrower hears LENDER_LOST); a late release is answered "unknown", or,
+# if it came first, the lender answers it as having no LUN any more.
+if "$RW" release "$MGR" "$TMP/secret" guest6 "$IDF" 2>"$TMP/late.log"; then
+    wait_until 10 grep -q "released lease $IDF: .*no LUN here any more" "$TMP/lender.log" ||
+        fail "late release not handled"
+else
+    grep -q "lease $IDF is unknown" "$TMP/late.log" || fail "late release of $IDF: $(cat "$TMP/late.log")"
+fi
 ok "force: LUN kept while logged in, force-removed after the logout; late release forgotten"
 kill -TERM "$LENDER_PID"
 wait "$LENDER_PID" || true
 untrack_pid "$LENDER_PID"
 
 # --- the manager restarts while a lease is lent ---------------------------------
-# The lender reconnects, re-registers, the lease resumes (SQLite), and a
-# reclaim afterwards goes through the new manager.
+# The lender reconnects, re-registers, the lease resumes (SQLite). A
+# reclaim decided while the manager was down is sent again once it is
+# back, and its deadline (2 s here) runs only from the manager's yes: the
+# borrower is revoked and not blamed for the outage.
 : >"$TMP/lender.log"
 start_d
 wait_until 20 offering || fail "lender hostd offers nothing (restart phase)"
@@ -317,24 +329,156 @@ MGR_PID=$(pgrep -f -- "--port-file $TMP/mgr.port" | head -1)
 [ -n "$MGR_PID" ] || fail "manager pid not found"
 kill -TERM "$MGR_PID"
 wait_until 10 grep -q "^[0-9:.]* disconnected" "$TMP/lender.log" || fail "lender did not notice"
+kill -USR1 "$LENDER_PID"
+wait_until 10 grep -q "reclaim lease $IDR " "$TMP/lender.log" || fail "no reclaim while the manager is down"
+sleep 3   # longer than the 2 s deadline
 "$VMIO_MEMLEND" manager --listen "$MGR" --db "$TMP/db.sqlite" --secret-file "$TMP/secret" \
     --lease-seconds 6 --foreground >"$TMP/manager2.log" 2>&1 &
-track_pid $!
+MGR_PID=$!
+track_pid $MGR_PID
 wait_until 20 bash -c "[ \$(grep -c '^[0-9:.]* registered' '$TMP/lender.log') -ge 2 ]" ||
     fail "lender did not re-register"
 tgta --mode target --op show | grep -q "$IQNR" || fail "LUN lost across the manager restart"
 "$RW" await-revoke "$MGR" "$TMP/secret" guest7 30 >"$TMP/revoke.log" 2>&1 &
 REV=$!
 track_pid $REV
-sleep 0.5
-kill -USR1 "$LENDER_PID"
-wait "$REV" || fail "no REVOKE after the manager restart: $(cat "$TMP/revoke.log")"
+wait "$REV" || fail "the reclaim made while the manager was down never reached the borrower: $(cat "$TMP/revoke.log")"
 untrack_pid "$REV"
+grep -qx "revoke $IDR" "$TMP/revoke.log" || fail "wrong lease revoked: $(cat "$TMP/revoke.log")"
 wait_until 10 grep -q "removed lease $IDR: " "$TMP/lender.log" || fail "lease $IDR not removed"
-ok "manager restart: lender reconnected, lease $IDR resumed, reclaimed and removed"
+grep -q "unresponsive lease $IDR" "$TMP/lender.log" && fail "borrower of $IDR blamed for the manager's outage"
+ok "manager restart: lender reconnected, lease $IDR resumed; its reclaim made during the outage was re-sent, released and removed"
 kill -TERM "$LENDER_PID"
 wait "$LENDER_PID" || fail "lender exit status $?"
 untrack_pid "$LENDER_PID"
 grep -q withdrawn "$TMP/lender.log" || fail "not withdrawn at the end"
+# --- a hung tgtadm, a request given up while the LUN is being made ----------------
+# tgtadm goes through a wrapper that can delay or hang "target new" and
+# "logicalunit new" (the real tgtadm does the work; a delay stays under
+# the 2 s tool timeout). A hung tool must time out well within the
+# lender's lease (6 s here), not after 30 s; a lease the manager drops
+# while PENDING (its borrower went away) must be removed at once, not
+# kept as lent.
+mkdir -p "$TMP/slowbin"
+cat >"$TMP/slowbin/tgtadm" <<WRAPPER
+#!/bin/bash
+case " \$* " in
+*" --mode target --op new "*|*" --mode logicalunit --op new "*)
+    d=\$(cat "$TMP/tgtadm-delay" 2>/dev/null)
+    [ "\$d" = hang ] && exec sleep 60
+    [ -n "\$d" ] && sleep "\$d" ;;
+esac
+exec $(command -v tgtadm) "\$@"
+WRAPPER
+chmod +x "$TMP/slowbin/tgtadm"
+STATE=$TMP/state-e
+on_exit "umount -l '$STATE/mem' 2>/dev/null"
+: >"$TMP/lender.log"
+start_e() {
+    PATH="$TMP/slowbin:$PATH" "$VMIO_MEMLEND" lender --manager "$MGR" --secret-file "$TMP/secret" \
+        --name hoste --portal "$PORTAL" --backend tgt --tgt-control-port "$CTL" --state-dir "$STATE" \
+        --reserve 1G --max-lend 512M --interval 100 --lease-seconds 6 --calm 1 \
+        --reclaim-deadline 60 --meminfo "$TMP/meminfo" --psi "$TMP/psi" "$@" >>"$TMP/lender.log" 2>&1 &
+    LENDER_PID=$!
+    track_pid "$LENDER_PID"
+}
+meminfo $((6 * G))
+start_e
+wait_until 20 offering || fail "lender hoste offers nothing"
+sleep 1
+echo hang >"$TMP/tgtadm-delay"
+t0=$(date +%s)
+if timeout 20 "$RW" request "$MGR" "$TMP/secret" guest8 $(( 16 * 1048576 )) >"$TMP/req.log" 2>&1; then
+    fail "a request was granted while tgtadm hangs"
+fi
+t1=$(date +%s)
+grep -q "refused lease .*timed out after 2 s" "$TMP/lender.log" ||
+    fail "hung tgtadm: no timely refusal ($(( t1 - t0 )) s): $(grep -E 'refused|error' "$TMP/lender.log" | tail -2)"
+[ $(( t1 - t0 )) -le 8 ] || fail "the refusal took $(( t1 - t0 )) s (lease 6 s)"
+grep -q "is LOST" "$TMP/manager2.log" && fail "leases LOST while tgtadm hung"
+ok "hung tgtadm: timed out after 2 s, PROVISION refused in $(( t1 - t0 )) s, no lease LOST"
+
+echo 0.7 >"$TMP/tgtadm-delay"   # twice: target and LUN
+"$RW" request "$MGR" "$TMP/secret" guest8 $(( 16 * 1048576 )) >"$TMP/req.log" 2>&1 &
+REQ=$!
+track_pid $REQ
+sleep 0.4
+kill -9 "$REQ"   # the borrower gives up (Ctrl-C) while the lender runs tgtadm
+wait "$REQ" 2>/dev/null || true
+untrack_pid "$REQ"
+wait_until 10 grep -q "released lease [0-9]*: cancelled by the manager before it was ready" "$TMP/lender.log" ||
+    fail "a lease dropped while PENDING was kept: $(tail -3 "$TMP/lender.log")"
+IDC=$(sed -n 's/.*released lease \([0-9]*\): cancelled by the manager.*/\1/p' "$TMP/lender.log" | head -1)
+wait_until 10 grep -q "removed lease $IDC: " "$TMP/lender.log" || fail "lease $IDC not removed"
+tgta --mode target --op show | grep -q "hoste.lease$IDC\$" && fail "target of the cancelled lease $IDC left"
+[ ! -e "$STATE/mem/lease-$IDC" ] || fail "file of the cancelled lease $IDC left"
+grep -q "unexported($IDC)" "$TMP/lender.log" && fail "unexported sent for a lease the manager dropped"
+ok "borrower gone while PENDING: lease $IDC (provided -> ENOENT) removed at once, file freed"
+: >"$TMP/tgtadm-delay"
+
+# --- tgtd restarts (it keeps no targets) while a lease is attached -----------------
+# The lender, restarted too, must NOT free the file (the borrower's swapped
+# pages): it re-creates the target (same IQN, same CHAP) and the data is
+# still there.
+read -r IDT IQNT _ < <("$RW" request "$MGR" "$TMP/secret" guest9 $(( 16 * 1048576 ))) || fail "request T"
+read -r UT ST < <("$RW" chap "$TMP/secret" "$IQNT")
+URLT="iscsi://$UT%$ST@$PORTAL/$IQNT/1"
+"$RW" write "$URLT" 23 $(( 16 * 1048576 )) || fail "write T"
+"$RW" attached "$MGR" "$TMP/secret" guest9 "$IDT" || fail "attached T"
+kill -TERM "$LENDER_PID"
+wait "$LENDER_PID" || fail "lender hoste exit status $?"
+untrack_pid "$LENDER_PID"
+kill -TERM "$TGTD_PID"
+wait_until 10 bash -c "! kill -0 $TGTD_PID 2>/dev/null" || kill -KILL "$TGTD_PID"
+wait "$TGTD_PID" 2>/dev/null || true
+untrack_pid "$TGTD_PID"
+tgtd -f -C "$CTL" --iscsi "portal=$PORTAL" >>"$TMP/tgtd.log" 2>&1 &
+TGTD_PID=$!
+track_pid "$TGTD_PID"
+wait_until 10 tgta --mode target --op show >/dev/null || fail "tgtd did not restart"
+tgta --mode target --op show | grep -q "$IQNT" && fail "tgtd kept the target (the test needs it gone)"
+[ -e "$STATE/mem/lease-$IDT" ] || fail "file of $IDT gone before the lender restarted"
+: >"$TMP/lender.log"
+start_e
+wait_until 20 offering || fail "lender hoste offers nothing after tgtd's restart"
+grep -q "resumed lease $IDT: $IQNT .*target re-created" "$TMP/lender.log" ||
+    fail "target of $IDT not re-created: $(grep "$IDT" "$TMP/lender.log")"
+[ -e "$STATE/mem/lease-$IDT" ] || fail "file of the ATTACHED lease $IDT freed"
+"$RW" verify "$URLT" 23 $(( 16 * 1048576 )) || fail "the borrower's data on $IDT is gone"
+ok "tgtd + lender restart: ATTACHED lease $IDT kept, target re-created with the same CHAP, 16 MiB verified"
+
+# --- the manager's database is recreated: lease ids start again -----------------
+# A new lease with the id of one still exported here (another borrower,
+# another size) is refused with EEXIST; the old LUN and its data stay.
+kill -TERM "$MGR_PID"
+wait "$MGR_PID" 2>/dev/null || true
+untrack_pid "$MGR_PID"
+wait_until 10 grep -q "^[0-9:.]* disconnected" "$TMP/lender.log" || fail "hoste did not notice"
+rm -f "$TMP/db.sqlite" "$TMP/db.sqlite-wal" "$TMP/db.sqlite-shm" "$TMP/db.sqlite-journal"
+"$VMIO_MEMLEND" manager --listen "$MGR" --db "$TMP/db.sqlite" --secret-file "$TMP/secret" \
+    --lease-seconds 6 --foreground >"$TMP/manager3.log" 2>&1 &
+MGR_PID=$!
+track_pid $MGR_PID
+wait_until 20 bash -c "[ \$(grep -c '^[0-9:.]* registered' '$TMP/lender.log') -ge 2 ]" ||
+    fail "hoste did not re-register with the new manager"
+wait_until 10 grep -q "lease $IDT: unknown to the manager" "$TMP/lender.log" ||
+    fail "lease $IDT not reported as unknown to the new manager"
+# Use up the ids below IDT with leases that come and go.
+n=0
+while :; do
+    read -r IDN _ < <("$RW" request "$MGR" "$TMP/secret" guest10 $(( 8 * 1048576 )) 2>>"$TMP/req.log") || break
+    [ "$IDN" != "$IDT" ] || fail "lease id $IDT handed out again (the old LUN, in use)"
+    "$RW" release "$MGR" "$TMP/secret" guest10 "$IDN" || fail "release $IDN"
+    n=$((n + 1))
+    [ "$n" -lt 200 ] || fail "ids never reached $IDT"
+done
+grep -q "refused lease $IDT .*EEXIST" "$TMP/lender.log" ||
+    fail "lease id $IDT handed out again: $(grep "lease $IDT" "$TMP/lender.log" | tail -3)"
+tgta --mode target --op show | grep -q "$IQNT" || fail "old LUN $IQNT removed"
+"$RW" verify "$URLT" 23 $(( 16 * 1048576 )) || fail "the old borrower's data on $IDT changed"
+ok "recreated manager database: new lease $IDT refused with EEXIST ($n ids used up first), the old LUN and its data kept"
+kill -TERM "$LENDER_PID"
+wait "$LENDER_PID" || true
+untrack_pid "$LENDER_PID"
 echo "---- last lender events"
 cat "$TMP/lender.log"

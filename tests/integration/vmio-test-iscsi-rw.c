@@ -4,6 +4,8 @@
  *
  *   vmio-test-iscsi-rw chap SECRET_FILE IQN            -> "USER SECRET"
  *   vmio-test-iscsi-rw request MGR SECRET NAME SIZE    -> "ID IQN LUN PORTAL"
+ *       (and reports it ATTACHED at once: the manager gives back a READY
+ *       lease whose borrower disconnects, and this helper exits)
  *   vmio-test-iscsi-rw attached|release MGR SECRET NAME ID
  *   vmio-test-iscsi-rw await-revoke MGR SECRET NAME SECS  (then releases it)
  *   vmio-test-iscsi-rw write|verify URL SEED BYTES     iscsi://u%p@host:port/iqn/lun
@@ -174,6 +176,8 @@ static int borrower(int argc, char **argv)
         struct vmio_memlend_lease l;
         if (vmio_memlend_request(c, strtoull(argv[5], NULL, 0), &l) < 0)
             st = fail("request");
+        else if (vmio_memlend_attached(c, l.id) < 0)
+            st = fail("attached");
         else
             printf("%" PRIu64 " %s %u %s\n", l.id, l.target_iqn, l.lun, l.portal);
     } else if ((strcmp(cmd, "attached") == 0 || strcmp(cmd, "release") == 0) && argc == 6) {
