@@ -366,6 +366,7 @@ int vmio_ml_decode_hello(const char *api, const uint8_t *p, size_t n, struct vmi
 {
     struct cur c = { p, n, api, "HELLO" };
     struct vmio_ml_hello m;
+    memset(&m, 0, sizeof m);
     int r;
     if ((r = rd16(&c, &m.min_version)) < 0 || (r = rd16(&c, &m.max_version)) < 0 ||
         (r = rd32(&c, &m.role)) < 0 || (r = rdbytes(&c, m.nonce, VMIO_ML_NONCE_SIZE)) < 0 ||
@@ -395,6 +396,7 @@ int vmio_ml_decode_hello_reply(const char *api, const uint8_t *p, size_t n,
 {
     struct cur c = { p, n, api, "HELLO reply" };
     struct vmio_ml_hello_reply m;
+    memset(&m, 0, sizeof m);
     uint16_t reserved;
     int r;
     if ((r = rd16(&c, &m.version)) < 0 || (r = rd16(&c, &reserved)) < 0 ||
@@ -434,6 +436,7 @@ int vmio_ml_decode_register(const char *api, const uint8_t *p, size_t n,
 {
     struct cur c = { p, n, api, "REGISTER" };
     struct vmio_ml_register m;
+    memset(&m, 0, sizeof m);
     int r;
     if ((r = rdstr(&c, m.portal, VMIO_ML_MAX_PORTAL, "portal")) < 0 ||
         (r = rd64(&c, &m.exportable)) < 0 || (r = end(&c)) < 0)
@@ -481,6 +484,7 @@ int vmio_ml_decode_provided(const char *api, const uint8_t *p, size_t n,
 {
     struct cur c = { p, n, api, "PROVIDED" };
     struct vmio_ml_provided m;
+    memset(&m, 0, sizeof m);
     int r;
     if ((r = rd64(&c, &m.lease_id)) < 0 || (r = rd32(&c, &m.err)) < 0 ||
         (r = rd32(&c, &m.lun)) < 0 ||
@@ -512,6 +516,7 @@ int vmio_ml_decode_request(const char *api, const uint8_t *p, size_t n,
 {
     struct cur c = { p, n, api, "REQUEST" };
     struct vmio_ml_request m;
+    memset(&m, 0, sizeof m);
     int r;
     if ((r = rd64(&c, &m.size)) < 0 || (r = rd32(&c, &m.wait_ms)) < 0 || (r = end(&c)) < 0)
         return r;
@@ -600,6 +605,7 @@ int vmio_ml_decode_notice(const char *api, const uint8_t *p, size_t n,
 {
     struct cur c = { p, n, api, "NOTICE" };
     struct vmio_memlend_notice m;
+    memset(&m, 0, sizeof m);
     int r;
     if ((r = rd32(&c, &m.type)) < 0 || (r = rdlease(&c, &m.lease)) < 0 || (r = end(&c)) < 0)
         return r;

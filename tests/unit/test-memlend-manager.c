@@ -1336,14 +1336,16 @@ START_TEST(t_heartbeat_flood)
     double dt = test_now() - t0;
     view_free(&v);
     vmio_memlend_disconnect(o);
-    ck_assert_msg(dt < 0.5, "STATUS took %.3f s during a heartbeat flood", dt);
+    /* Loose bounds (valgrind, loaded CI machines): they catch a loop that
+     * serves the flooder to the end first, not a slow machine. */
+    ck_assert_msg(dt < 5, "STATUS took %.3f s during a heartbeat flood", dt);
     for (uint32_t i = 0; i < N; i++) {
         raw_recv(fd, &h, msg, sizeof msg);
         ck_assert_uint_eq(h.id, 10 + i);
         ck_assert_int_eq(h.status, 0);
     }
     double all_dt = test_now() - t0;
-    ck_assert_msg(all_dt < 3, "%d heartbeats took %.3f s", N, all_dt);
+    ck_assert_msg(all_dt < 60, "%d heartbeats took %.3f s", N, all_dt);
     /* The last heartbeat's value reaches STATUS and, within a second, the
      * database. */
     view_get(&g, &v);
