@@ -121,3 +121,14 @@ int cli_write_file_atomic(const char *path, const char *content)
     free(tmp);
     return r;
 }
+
+int cli_parse_u32(const char *s, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v > max || s[0] == '-')
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}

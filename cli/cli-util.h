@@ -8,6 +8,9 @@
 
 /* "16", "4k", "1M", "1MiB", "2G": binary multiples. 0, -EINVAL or -ERANGE. */
 int cli_parse_size(const char *s, uint64_t *out);
+/* A decimal integer from 0 to max, nothing else ("-1", "1x", "" are
+ * refused): 0 or -1. */
+int cli_parse_u32(const char *s, uint32_t max, uint32_t *out);
 /* Write s as a JSON string literal. */
 void cli_json_string(FILE *fp, const char *s);
 

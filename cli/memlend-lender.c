@@ -85,17 +85,6 @@ static void lender_usage(FILE *fp)
             "See vmio-memlend(8).\n");
 }
 
-static int parse_u32(const char *s, uint32_t max, uint32_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v > max || s[0] == '-')
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 int memlend_cmd_lender(int argc, char **argv)
 {
     enum {
@@ -150,7 +139,7 @@ int memlend_cmd_lender(int argc, char **argv)
             o.backend = optarg;
             break;
         case O_TGT_PORT:
-            if (parse_u32(optarg, 65535, &o.tgt_control_port) < 0)
+            if (cli_parse_u32(optarg, 65535, &o.tgt_control_port) < 0)
                 return cli_usage_error(PROG, "--tgt-control-port: bad port '%s'", optarg);
             break;
         case O_CONFIGFS: o.configfs = optarg; break;
@@ -184,12 +173,12 @@ int memlend_cmd_lender(int argc, char **argv)
             break;
         }
         case O_CALM:
-            if (parse_u32(optarg, 86400, &calm_s) < 0 || calm_s == 0)
+            if (cli_parse_u32(optarg, 86400, &calm_s) < 0 || calm_s == 0)
                 return cli_usage_error(PROG, "--calm: seconds, not '%s'", optarg);
             o.calm_ms = calm_s * 1000;
             break;
         case O_DEADLINE:
-            if (parse_u32(optarg, 86400 * 7, &o.reclaim_deadline_s) < 0 || !o.reclaim_deadline_s)
+            if (cli_parse_u32(optarg, 86400 * 7, &o.reclaim_deadline_s) < 0 || !o.reclaim_deadline_s)
                 return cli_usage_error(PROG, "--reclaim-deadline: seconds, not '%s'", optarg);
             break;
         case O_UNRESP:
@@ -202,15 +191,15 @@ int memlend_cmd_lender(int argc, char **argv)
             break;
         case O_NOW: o.reclaim_now = 1; break;
         case O_INTERVAL:
-            if (parse_u32(optarg, 3600000, &o.watch_interval_ms) < 0 || o.watch_interval_ms < 10)
+            if (cli_parse_u32(optarg, 3600000, &o.watch_interval_ms) < 0 || o.watch_interval_ms < 10)
                 return cli_usage_error(PROG, "--interval: milliseconds >= 10, not '%s'", optarg);
             break;
         case O_LEASE:
-            if (parse_u32(optarg, 86400, &o.lease_seconds) < 0 || o.lease_seconds < 3)
+            if (cli_parse_u32(optarg, 86400, &o.lease_seconds) < 0 || o.lease_seconds < 3)
                 return cli_usage_error(PROG, "--lease-seconds: >= 3, not '%s'", optarg);
             break;
         case O_TIMEOUT:
-            if (parse_u32(optarg, 3600000, &o.timeout_ms) < 0 || !o.timeout_ms)
+            if (cli_parse_u32(optarg, 3600000, &o.timeout_ms) < 0 || !o.timeout_ms)
                 return cli_usage_error(PROG, "--timeout: milliseconds, not '%s'", optarg);
             break;
         case O_LIBVIRT: o.libvirt_uri = optarg; break;

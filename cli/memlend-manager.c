@@ -66,17 +66,6 @@ static void manager_usage(FILE *fp)
             "Prints \"listening on HOST:PORT\" once it serves. See vmio-memlend(8).\n");
 }
 
-static int parse_u32(const char *s, uint32_t max, uint32_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v > max || s[0] == '-')
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 /* "listening on HOST:PORT" with the port actually bound. */
 static void print_listening(const char *listen, int port)
 {
@@ -111,19 +100,19 @@ int memlend_cmd_manager(int argc, char **argv)
         case 'd': o.db_path = optarg; break;
         case 's': o.secret_file = optarg; break;
         case 'L':
-            if (parse_u32(optarg, 86400, &o.lease_seconds) < 0 || o.lease_seconds == 0)
+            if (cli_parse_u32(optarg, 86400, &o.lease_seconds) < 0 || o.lease_seconds == 0)
                 return cli_usage_error(PROG, "--lease-seconds: expected 1..86400, got '%s'",
                                        optarg);
             break;
         case 'T':
-            if (parse_u32(optarg, 86400000, &o.provision_timeout_ms) < 0 ||
+            if (cli_parse_u32(optarg, 86400000, &o.provision_timeout_ms) < 0 ||
                 o.provision_timeout_ms == 0)
                 return cli_usage_error(PROG, "--provision-timeout: expected milliseconds, "
                                              "got '%s'",
                                        optarg);
             break;
         case 'A':
-            if (parse_u32(optarg, 86400000, &o.attach_timeout_ms) < 0 ||
+            if (cli_parse_u32(optarg, 86400000, &o.attach_timeout_ms) < 0 ||
                 o.attach_timeout_ms == 0)
                 return cli_usage_error(PROG, "--attach-timeout: expected milliseconds, got '%s'",
                                        optarg);
@@ -340,7 +329,7 @@ int memlend_cmd_status(int argc, char **argv)
         case 'j': json = 1; break;
         case 'n': name = optarg; break;
         case 't':
-            if (parse_u32(optarg, 86400000, &timeout) < 0 || timeout == 0)
+            if (cli_parse_u32(optarg, 86400000, &timeout) < 0 || timeout == 0)
                 return cli_usage_error(PROG, "--timeout: expected milliseconds, got '%s'",
                                        optarg);
             break;

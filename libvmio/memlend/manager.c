@@ -468,19 +468,30 @@ static void on_hello(vmio_memlend_manager *m, struct conn *c, const struct vmio_
     c->state = WANT_AUTH;
 }
 
-static void resend_borrower_notices(vmio_memlend_manager *m, struct conn *c)
+/* What a client that comes back may have missed: for a lender, leases
+ * to provision and leases given back; for a borrower, revokes and lost
+ * lenders. */
+static void resend_notices(vmio_memlend_manager *m, struct conn *c, int lender)
 {
     struct vmio_memlend_lease *ls;
     size_t n;
-    if (vmio_ml_db_leases(API_RUN, m->db, NULL, c->name, 0, &ls, &n) < 0) {
+    if (vmio_ml_db_leases(API_RUN, m->db, lender ? c->name : NULL, lender ? NULL : c->name, 0,
+                          &ls, &n) < 0) {
         vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if (ls[i].state == VMIO_MEMLEND_REVOKING)
-            notice(c, VMIO_MEMLEND_NOTICE_REVOKE, &ls[i]);
-        else if (ls[i].state == VMIO_MEMLEND_LOST)
-            notice(c, VMIO_MEMLEND_NOTICE_LENDER_LOST, &ls[i]);
+        uint32_t st = ls[i].state, type = 0;
+        if (lender)
+            type = st == VMIO_MEMLEND_PENDING    ? VMIO_MEMLEND_NOTICE_PROVISION
+                   : st == VMIO_MEMLEND_RELEASED ? VMIO_MEMLEND_NOTICE_RELEASED
+                                                 : 0;
+        else
+            type = st == VMIO_MEMLEND_REVOKING ? VMIO_MEMLEND_NOTICE_REVOKE
+                   : st == VMIO_MEMLEND_LOST   ? VMIO_MEMLEND_NOTICE_LENDER_LOST
+                                               : 0;
+        if (type)
+            notice(c, type, &ls[i]);
     }
     free(ls);
 }
@@ -521,7 +532,7 @@ static void on_auth(vmio_memlend_manager *m, struct conn *c, const struct vmio_m
                                                      : "observer",
              c->name);
     if (c->role == VMIO_MEMLEND_ROLE_BORROWER)
-        resend_borrower_notices(m, c);
+        resend_notices(m, c, 0);
 }
 
 /* ---- lender requests ---- */
@@ -589,20 +600,7 @@ static void on_register(vmio_memlend_manager *m, struct conn *c, const struct vm
     vmio_log(VMIO_LOG_INFO, "memlend manager: lender %s registered: portal %s, %llu bytes",
              c->name, reg.portal, (unsigned long long)reg.exportable);
     reply_lease_seconds(m, c, h->type, h->id);
-    /* Resume: what the lender may have missed while it was away. */
-    struct vmio_memlend_lease *ls;
-    size_t n;
-    if (vmio_ml_db_leases(API_RUN, m->db, c->name, NULL, 0, &ls, &n) < 0) {
-        vmio_log(VMIO_LOG_ERROR, "memlend manager: %s", vmio_errmsg());
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (ls[i].state == VMIO_MEMLEND_PENDING)
-            notice(c, VMIO_MEMLEND_NOTICE_PROVISION, &ls[i]);
-        else if (ls[i].state == VMIO_MEMLEND_RELEASED)
-            notice(c, VMIO_MEMLEND_NOTICE_RELEASED, &ls[i]);
-    }
-    free(ls);
+    resend_notices(m, c, 1);
 }
 
 static void on_heartbeat(vmio_memlend_manager *m, struct conn *c, const struct vmio_ml_hdr *h,
