@@ -805,16 +805,25 @@ static void on_provided(vmio_memlend_manager *m, struct conn *c, const struct vm
     free(w);
 }
 
+/* The lease a lease request (a u64 id) names, when it decodes and the
+ * client owns the lease; otherwise the error is answered and 0 returned. */
+static int lease_request(vmio_memlend_manager *m, struct conn *c, const struct vmio_ml_hdr *h,
+                         const uint8_t *body, const char *what, uint64_t *id,
+                         struct vmio_memlend_lease *l)
+{
+    if (vmio_ml_decode_u64("manager", body, h->length, id) < 0) {
+        reply_err(c, h->type, h->id, EPROTO, "%s: %s", what, vmio_errmsg());
+        return 0;
+    }
+    return own_lease(m, c, h, *id, l);
+}
+
 static void on_reclaim(vmio_memlend_manager *m, struct conn *c, const struct vmio_ml_hdr *h,
                        const uint8_t *body)
 {
     uint64_t id;
     struct vmio_memlend_lease l;
-    if (vmio_ml_decode_u64("manager", body, h->length, &id) < 0) {
-        reply_err(c, h->type, h->id, EPROTO, "RECLAIM: %s", vmio_errmsg());
-        return;
-    }
-    if (!own_lease(m, c, h, id, &l))
+    if (!lease_request(m, c, h, body, "RECLAIM", &id, &l))
         return;
     switch (l.state) {
     case VMIO_MEMLEND_PENDING:
@@ -850,11 +859,7 @@ static void on_unexported(vmio_memlend_manager *m, struct conn *c, const struct 
 {
     uint64_t id;
     struct vmio_memlend_lease l;
-    if (vmio_ml_decode_u64("manager", body, h->length, &id) < 0) {
-        reply_err(c, h->type, h->id, EPROTO, "UNEXPORTED: %s", vmio_errmsg());
-        return;
-    }
-    if (!own_lease(m, c, h, id, &l))
+    if (!lease_request(m, c, h, body, "UNEXPORTED", &id, &l))
         return;
     /* ATTACHED: the borrower uses it and was not even asked. REVOKING or
      * LOST: the lender removed the LUN of a borrower that did not answer
@@ -1001,11 +1006,7 @@ static void on_attached(vmio_memlend_manager *m, struct conn *c, const struct vm
 {
     uint64_t id;
     struct vmio_memlend_lease l;
-    if (vmio_ml_decode_u64("manager", body, h->length, &id) < 0) {
-        reply_err(c, h->type, h->id, EPROTO, "ATTACHED: %s", vmio_errmsg());
-        return;
-    }
-    if (!own_lease(m, c, h, id, &l))
+    if (!lease_request(m, c, h, body, "ATTACHED", &id, &l))
         return;
     if (l.state == VMIO_MEMLEND_ATTACHED) {
         reply_ok(c, h->type, h->id, NULL);
@@ -1030,11 +1031,7 @@ static void on_release(vmio_memlend_manager *m, struct conn *c, const struct vmi
 {
     uint64_t id;
     struct vmio_memlend_lease l;
-    if (vmio_ml_decode_u64("manager", body, h->length, &id) < 0) {
-        reply_err(c, h->type, h->id, EPROTO, "RELEASE: %s", vmio_errmsg());
-        return;
-    }
-    if (!own_lease(m, c, h, id, &l))
+    if (!lease_request(m, c, h, body, "RELEASE", &id, &l))
         return;
     if (l.state == VMIO_MEMLEND_PENDING) {
         reply_err(c, h->type, h->id, EBUSY, "lease %llu is still PENDING",
