@@ -32,12 +32,13 @@ total_pass=0
 total_fail=0
 total_skip=0
 skipped_list=$(mktemp)
+failed_list=$(mktemp)
 # One real Gfarm (PostgreSQL + gfmd + two gfsd, scripts/gfarm-local.sh) is
 # shared by the gfarm tests of every step; each test works in a Gfarm
 # directory of its own (tests that kill daemons start a private one).
 VMIO_TEST_GFARM_BASE=${VMIO_TEST_GFARM_BASE:-${TMPDIR:-/tmp}/vmio-gfarm-ci-$$}
 export VMIO_TEST_GFARM_BASE
-trap 'rm -f "$skipped_list"; GFARM_BASE=$VMIO_TEST_GFARM_BASE bash scripts/gfarm-local.sh stop purge >/dev/null 2>&1' EXIT
+trap 'rm -f "$skipped_list" "$failed_list"; GFARM_BASE=$VMIO_TEST_GFARM_BASE bash scripts/gfarm-local.sh stop purge >/dev/null 2>&1' EXIT
 
 now() { date +%s; }
 say() { printf '\n==== %s\n' "$*"; }
@@ -63,11 +64,11 @@ step() {
 collect() {
     log=$1/meson-logs/$3
     [ -f "$log" ] || return 0
-    counts=$(python3 - "$log" "$2" "$skipped_list" <<'PY'
+    counts=$(python3 - "$log" "$2" "$skipped_list" "$failed_list" <<'PY'
 import json, sys
-log, label, skipped = sys.argv[1], sys.argv[2], sys.argv[3]
+log, label, skipped, failed = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 p = f = s = 0
-with open(log) as fh, open(skipped, "a") as out:
+with open(log) as fh, open(skipped, "a") as out, open(failed, "a") as fout:
     for line in fh:
         line = line.strip()
         if not line:
@@ -84,6 +85,11 @@ with open(log) as fh, open(skipped, "a") as out:
                                         why[-1].strip() if why else "(no reason printed)"))
         else:
             f += 1
+            text = (t.get("stdout") or "") + (t.get("stderr") or "")
+            tail = text.splitlines()[-25:]
+            fout.write("%s: %s: %s (%.0fs)\n" % (label, t.get("name", "?"), r,
+                                              t.get("duration") or 0))
+            fout.write("".join("    | %s\n" % l for l in tail))
 print(p, f, s)
 PY
 )
@@ -175,6 +181,12 @@ else
     echo "fuzz: scripts/fuzz.sh does not exist" >>"$skipped_list"
 fi
 
+say "FAILED"
+if [ -s "$failed_list" ]; then
+    cat "$failed_list"
+else
+    echo "(nothing)"
+fi
 say "SKIPPED"
 if [ -s "$skipped_list" ]; then
     cat "$skipped_list"
