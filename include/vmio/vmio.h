@@ -7,5 +7,6 @@
 #include <vmio/server.h>
 #include <vmio/migrate.h>
 #include <vmio/memlend.h>
+#include <vmio/group.h>
 
 #endif /* VMIO_VMIO_H */
