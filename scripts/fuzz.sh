@@ -4,10 +4,9 @@
 # seed corpus (tests/fuzz/corpus-work/, not committed). Crashes are saved
 # under tests/fuzz/corpus-work/crashes-TARGET/ and make the script fail.
 #
-# usage: scripts/fuzz.sh [target...]      targets: wire uri rdma-conn
-#        migrate-delta migrate-stream memlend-proto gfarm-helper
-#        gfarm-routes (default: all the build has; the gfarm ones exist
-#        when libgfarm was found)
+# usage: scripts/fuzz.sh [target...]      targets: the NAME of each
+#        tests/fuzz/fuzz-NAME.c (default: every one the build has; some
+#        exist only when their dependency was found, e.g. the gfarm ones)
 # env:   FUZZ_SECONDS, FUZZ_JOBS (parallel fuzzing jobs, default 1),
 #        BUILD_DIR (default build-fuzz)
 set -eu
@@ -17,7 +16,7 @@ cd "$top"
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 build=${BUILD_DIR:-build-fuzz}
-targets=${*:-wire uri rdma-conn migrate-delta migrate-stream memlend-proto}
+targets=$*
 
 if ! command -v clang >/dev/null 2>&1; then
     echo "fuzz.sh: clang not found (apt-get install clang libclang-rt-14-dev)" >&2
@@ -29,10 +28,13 @@ if [ ! -f "$build/build.ninja" ]; then
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
 fi
 if [ $# -eq 0 ]; then
-    # build.ninja may predate the gfarm targets: regenerate it first.
+    # build.ninja may predate new targets: regenerate it first.
     ninja -C "$build" build.ninja >/dev/null
-    if grep -q '^build tests/fuzz/fuzz-gfarm-helper:' "$build/build.ninja"; then
-        targets="$targets gfarm-helper gfarm-routes"
+    targets=$(sed -n 's|^build tests/fuzz/fuzz-\([a-z0-9-]*\): .*|\1|p' "$build/build.ninja" |
+        sort -u | tr '\n' ' ')
+    if [ -z "$targets" ]; then
+        echo "fuzz.sh: no fuzz targets in $build" >&2
+        exit 1
     fi
 fi
 case "$build" in

@@ -8,21 +8,21 @@
 #   3. build build-asan/ with AddressSanitizer + UBSan, run unit + integration
 #      (never the 'vm' suite, nor under valgrind)
 #   4. run the unit suite under valgrind (meson test --setup valgrind)
-#   5. a short fuzz run (scripts/fuzz.sh, FUZZ_SECONDS=30)
+#   5. a short fuzz run (scripts/fuzz.sh, FUZZ_SECONDS=20 per target)
 #   6. list what was skipped and print a PASS/FAIL summary
 # Exits non-zero if anything failed. Needs root for the package install and
 # the network-namespace tests (CI runs as root); run it from anywhere.
 #
 # Environment: BUILD_DIR (default build), ASAN_DIR (default build-asan),
 # FUZZ_DIR (default build-fuzz), SKIP_DEPS=1 to skip the package step,
-# FUZZ_SECONDS (default 30), JOBS (default: number of CPUs).
+# FUZZ_SECONDS (default 20), JOBS (default: number of CPUs).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
 BUILD_DIR=${BUILD_DIR:-build}
 ASAN_DIR=${ASAN_DIR:-build-asan}
 FUZZ_DIR=${FUZZ_DIR:-build-fuzz}
-FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 export FUZZ_SECONDS
 

@@ -3,7 +3,8 @@
 # LUN (sysfs lookup, lvm reports, pvmove of a swap LV in use, raid1), then
 # the whole cycle with manager, lenders (tgt) and vmio-swap while memstress
 # keeps verifying every page it swapped: attach -> revoke -> detach twice,
-# a lender killed in mirrored mode (no loss) and in plain mode (reported).
+# two LVs on two lenders at once, a failed attach rolled back, a lender
+# killed in mirrored mode (no loss) and in plain mode (reported).
 . "${VM_LIB:-/vm/guest/lib.sh}"
 
 B=/vm/build
@@ -164,8 +165,64 @@ t own_detach own_detach
 t stress_b_ok stop_stress b
 cat /tmp/stress-b.status
 
-# --- mirrored: two lenders, one killed while lent: no page lost ----------------
+# --- plain mode, two lenders at once: one LV on each ---------------------------
 t lender_b start_lender lenb 3262 5012
+t swap2 sh -c 'lvcreate -y -q -W n -Z n -n swap2 -L 32M vg0 && mkswap /dev/vg0/swap2 >/dev/null &&
+    swapon /dev/vg0/swap2'
+t stress_start_d start_stress d 48
+lender_of() { # lender_of LV: the lender of the borrowed PV that holds it
+    vmio-swap status --json | tr '{' '\n' | grep "\"lv\": \"$1\"" | grep '"lease": [1-9]' |
+        sed -n 's/.*"lender": "\([^"]*\)".*/\1/p' | head -1
+}
+two_lenders() {
+    vm_wait 60 offers lena && vm_wait 60 offers lenb || return 1
+    vmio-swap attach --vg vg0 --lv swap $SW --json || return 1
+    # lena has 100M - 66M left, less than swap2 needs: the manager picks lenb
+    vmio-swap attach --vg vg0 --lv swap2 $SW --json || return 1
+    vmio-swap status
+    lvs -o lv_name,devices vg0
+    a=$(lender_of swap) && b=$(lender_of swap2) || return 1
+    echo "swap on $a, swap2 on $b"
+    [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ] || return 1
+    for lv in swap swap2; do
+        case $(lvs --noheadings -o devices vg0/$lv | tr -d ' ') in /dev/sd*) ;; *) return 1 ;; esac
+    done
+    [ "$(iscsiadm -m session 2>/dev/null | wc -l)" = 2 ]
+}
+t plain_two_lenders two_lenders
+two_back() {
+    vmio-swap detach --all $SW --json || return 1
+    for lv in swap swap2; do
+        case $(lvs --noheadings -o devices vg0/$lv | tr -d ' ') in $LOOP*) ;; *) return 1 ;; esac
+    done
+    ! iscsiadm -m session >/dev/null 2>&1
+}
+t plain_two_detach two_back
+t stress_d_ok stop_stress d
+swapoff /dev/vg0/swap2 && lvremove -y -q vg0/swap2
+
+# --- a failed attach is rolled back (error injected into the real LVM) --------
+REAL_LVM=$(command -v lvm)
+mkdir -p /tmp/inject
+printf '#!/bin/sh\nif [ "$1" = pvmove ] && [ "$2" != --abort ]; then\n    echo "injected pvmove failure" >&2\n    exit 5\nfi\nexec %s "$@"\n' "$REAL_LVM" >/tmp/inject/lvm
+chmod +x /tmp/inject/lvm
+failed_attach() {
+    vm_wait 60 offers lena && vm_wait 60 offers lenb || return 1
+    npv=$(pvs --noheadings | wc -l)
+    if PATH=/tmp/inject:$PATH vmio-swap attach --vg vg0 --lv swap $SW >/tmp/fail.out 2>&1; then
+        echo "attach succeeded"; return 1
+    fi
+    cat /tmp/fail.out
+    grep -q "injected pvmove failure" /tmp/fail.out || return 1
+    [ "$(pvs --noheadings | wc -l)" = "$npv" ] || { pvs; return 1; }
+    case $(swap_devs) in $LOOP*) ;; *) echo "swap moved: $(swap_devs)"; return 1 ;; esac
+    iscsiadm -m session >/dev/null 2>&1 && { iscsiadm -m session; return 1; }
+    # the lease went back: nothing is lent any more
+    vm_wait 30 sh -c "[ \"\$(vmio-memlend status -m $M -s $SECRET --json | grep -c '\"lent\": [1-9]')\" = 0 ]"
+}
+t failed_attach_rolled_back failed_attach
+
+# --- mirrored: two lenders, one killed while lent: no page lost ----------------
 t stress_start_c start_stress c 48
 mirror_attach() {
     vm_wait 60 offers lena && vm_wait 60 offers lenb || return 1
