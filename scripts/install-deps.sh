@@ -16,6 +16,7 @@ PKGS="
   qemu-utils fio
   tgt libiscsi-bin libiscsi-dev lvm2
   qemu-system-x86 lz4 xz-utils
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   dpkg-dev libglib2.0-dev zlib1g-dev
   clang libclang-rt-14-dev valgrind
   iproute2 procps xxd python3

@@ -31,7 +31,7 @@ struct vmio_group_vm {
     struct vmio_cpuset emulator_pin;  /* empty if the backend has none */
     unsigned weight;              /* 0: the backend has no weight */
     unsigned cap;                 /* % of one CPU; 0: none */
-    char pool[64];                /* Xen cpupool, libvirt partition; "" */
+    char pool[VMIO_GROUP_NAME_MAX + 8]; /* Xen cpupool, libvirt partition; "" */
     struct vmio_cpuset mem_nodes; /* bound memory nodes; empty: none */
     uint64_t shmem_bytes;         /* the group's shared memory; 0: none */
     /* The group tag found on the VM (its metadata): id 0 if none. */
@@ -80,6 +80,10 @@ struct vmio_group_backend {
                         struct vmio_group_report *rep);
     /* Default weight a VM is put back to when it leaves a group. */
     unsigned default_weight;
+    /* Names of every VM the backend knows (*names malloc'd, each string
+     * too). Used to keep other VMs off a group's dedicated CPUs where the
+     * backend has no pools. NULL: not supported. */
+    int (*vm_list)(struct vmio_group_conn *c, char ***names, size_t *count);
 };
 
 extern const struct vmio_group_backend vmio_group_backend_libvirt;
@@ -92,6 +96,10 @@ struct vmio_group_conn {
     char *topology_xml;         /* override, or NULL */
     char hypervisor[64];        /* set by open: "QEMU", "Test", "Xen" */
     int default_pin;            /* VMIO_GROUP_PIN_STRICT (Xen) or _LOOSE */
+    /* The report of the apply/remove in progress (NULL otherwise): where a
+     * setter warns when the driver refused part of a change and it fell
+     * back (vmio_group_report_warn). */
+    struct vmio_group_report *report;
 };
 
 /* Report building (group.c). Strings are copied. */
@@ -107,5 +115,8 @@ struct vmio_group_report *vmio_group_report_new(void);
 void *vmio_libvirt_handle(const char *api);
 /* Resolve one symbol of it: NULL with vmio_errmsg() set if absent. */
 void *vmio_libvirt_sym(const char *api, const char *name);
+/* The virConnectPtr of a libvirt connection (backend-libvirt.c), NULL for
+ * any other backend. For vmio_hostdev_* (hostdev-libvirt.c). */
+void *vmio_group_libvirt_conn(struct vmio_group_conn *c);
 
 #endif

@@ -42,6 +42,14 @@ int vmio_topo_from_caps_xml(const char *api, const char *caps_xml, struct vmio_t
  * local_cpulist and numa_node. -ENOENT if the device is unknown. */
 int vmio_topo_pci_locality(const char *api, const char *hwloc_xml, const char *sysfs_root,
                            const char *pci, struct vmio_cpuset *cpus, int *node);
+/* For the topology sources: sort t->cpus by id, check the ids are unique
+ * and below VMIO_CPUSET_MAX, nodes below nnodes, cores and sockets >= 0,
+ * and set nsockets; -EINVAL under api otherwise. */
+int vmio_topo_finish(const char *api, struct vmio_topo *t);
+/* The hwloc half of vmio_topo_pci_locality (topology-hwloc.c; -ENOTSUP
+ * without hwloc). *node is -1 when the device's CPUs span several nodes. */
+int vmio_topo_hwloc_pci_locality(const char *api, const char *hwloc_xml, const char *pci,
+                                 struct vmio_cpuset *cpus, int *node);
 
 /* ---- placement -------------------------------------------------------- */
 
