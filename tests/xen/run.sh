@@ -96,6 +96,7 @@ res=$(awk '
     function named(what) { return index(what, script "/") == 1 || index(what, script " ") == 1 ? what : script "/" what }
     /^@@FAIL / { fail++; print "FAIL", named(substr($0, 8)); next }
     /^@@SKIP / { skip++; print "SKIP", named(substr($0, 8)); next }
+    /^@@PROBE / { print "PROBE", substr($0, 9); next }
     /^@@XEN-END/ { ended = 1 }
     /^@@QEMU-EXIT rc=/ { qrc = substr($2, 4) }
     (/Kernel panic - not syncing/ || /Panic on CPU/) && !panic { panic = $0 }
