@@ -118,7 +118,7 @@ fi
 echo
 printf 'run.sh: %d script(s) in %d.%01ds; console: %s\n' "$nscripts" \
     $((elapsed / 1000000)) $((elapsed % 1000000 / 100000)) "$log"
-sed -n 's/^SKIP /skipped: /p' <<<"$res"
+sed -n 's/^SKIP /skipped: /p; s/^PROBE /probe: /p' <<<"$res"
 [ -z "$failed" ] || sed 's/^/FAILED: /' <<<"$failed"
 [ -z "$problems" ] || printf '%s' "$problems" | sed 's/^/FAILED: /'
 nprob=$(printf '%s' "$problems" | grep -c . || true)
