@@ -211,7 +211,9 @@ struct vmio_hostdev {
 int vmio_hostdev_list(vmio_group_conn *conn, const char *sysfs_root,
                       struct vmio_hostdev **out, size_t *count);
 
-#define VMIO_HOSTDEV_MANAGED 1u  /* libvirt detaches/reattaches itself */
+/* For vmio_hostdev_xml_attach(): managed='yes' (libvirt detaches and
+ * reattaches the device itself). */
+#define VMIO_HOSTDEV_MANAGED 1u
 
 /* Add <hostdev mode='subsystem' type='pci' managed='yes'> with the vfio
  * driver to a domain's XML (text in, text out, libxml2), and place the
@@ -224,8 +226,9 @@ int vmio_hostdev_xml_attach(const char *domain_xml, const struct vmio_hostdev *d
 int vmio_hostdev_xml_detach(const char *domain_xml, const char *pci, char **xml_out);
 
 /* Attach/detach a device to a domain through libvirt (persistent config,
- * and live if running). Warns through the report: passthrough blocks live
- * migration. Dry run: the report carries the XML, nothing changes. */
+ * and live if running), always managed='yes'. flags: 0 or
+ * VMIO_GROUP_DRY_RUN (the report carries the XML, nothing changes). Warns
+ * through the report: passthrough blocks live migration. */
 int vmio_hostdev_attach(vmio_group_conn *conn, const char *vm, const char *pci,
                         unsigned flags, vmio_group_report **report);
 int vmio_hostdev_detach(vmio_group_conn *conn, const char *vm, const char *pci,
