@@ -64,6 +64,7 @@
     X(char *, virDomainGetXMLDesc, (virDomainPtr, unsigned int))                          \
     X(virDomainPtr, virDomainDefineXML, (virConnectPtr, const char *))                    \
     X(int, virDomainAttachDeviceFlags, (virDomainPtr, const char *, unsigned int))        \
+    X(int, virDomainDetachDeviceFlags, (virDomainPtr, const char *, unsigned int))       \
     X(virErrorPtr, virGetLastError, (void))                                               \
     X(int, virInitialize, (void))                                                         \
     X(void, virResetLastError, (void))                                                    \
@@ -947,6 +948,42 @@ static int edit_shmem(xmlDocPtr doc, void *arg)
     return sz && xmlNewProp(sz, BAD_CAST "unit", BAD_CAST "M") ? 0 : -1;
 }
 
+/* Take the group's ivshmem device out of a running domain: the device as
+ * the live XML has it (libvirt matches every field), detached live. A
+ * refusal is a warning: the persistent definition no longer has it. */
+static void detach_live_shmem(struct vmio_group_conn *c, virDomainPtr d, const char *name)
+{
+    char *x = lv.virDomainGetXMLDesc(d, 0);
+    xmlDocPtr doc = x ? xmlReadMemory(x, (int)strlen(x), "domain.xml", NULL,
+                                      XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                      XML_PARSE_NOWARNING) : NULL;
+    free(x);
+    if (!doc)
+        return;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    for (xmlNodePtr s = child(child(root, "devices"), "shmem"); s; s = s->next) {
+        if (s->type != XML_ELEMENT_NODE || strcmp((const char *)s->name, "shmem") != 0)
+            continue;
+        xmlChar *n = xmlGetProp(s, BAD_CAST "name");
+        int ours = n && strcmp((const char *)n, name) == 0;
+        xmlFree(n);
+        if (!ours)
+            continue;
+        xmlBufferPtr buf = xmlBufferCreate();
+        if (buf && xmlNodeDump(buf, doc, s, 0, 0) > 0 &&
+            lv.virDomainDetachDeviceFlags(d, (const char *)xmlBufferContent(buf),
+                                          VIR_DOMAIN_AFFECT_LIVE) < 0)
+            vmio_group_report_warn(c->report,
+                                   "libvirt %s driver: shared memory %s left in the running "
+                                   "domain until it restarts: %s",
+                                   c->hypervisor, name, lv_msg());
+        if (buf)
+            xmlBufferFree(buf);
+        break;
+    }
+    xmlFreeDoc(doc);
+}
+
 static int lv_set_shmem(struct vmio_group_conn *c, const char *vm, const char *group,
                         uint64_t bytes)
 {
@@ -958,6 +995,8 @@ static int lv_set_shmem(struct vmio_group_conn *c, const char *vm, const char *g
     struct shmem_arg a = { .mib = (bytes + (1u << 20) - 1) >> 20 };
     snprintf(a.name, sizeof a.name, "vmio-%s", group);
     r = redefine(c, d, vm, edit_shmem, &a);
+    if (r == 0 && !bytes && !p->is_test && is_running(d))
+        detach_live_shmem(c, d, a.name);
     if (r == 0 && bytes && is_running(d)) {
         char xml[256];
         snprintf(xml, sizeof xml,
