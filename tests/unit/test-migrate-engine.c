@@ -86,13 +86,27 @@ static void *rx_main(void *arg)
     return NULL;
 }
 
-static void rx_start(struct rx *x, const struct vmio_migrate_options *o)
+/* rx_listen, then rx_run: a test that forks a sender does so in between,
+ * while this process has one thread (a child forked from a threaded
+ * process may inherit a lock held by another thread, the allocator's
+ * among them, and hang). */
+static void rx_listen(struct rx *x, const struct vmio_migrate_options *o)
 {
     memset(x, 0, sizeof(*x));
     ck_assert_vmio_ok(vmio_migrate_receiver_new(o, &x->rc));
     x->port = vmio_migrate_receiver_listen(x->rc, "tcp://127.0.0.1:0");
     ck_assert_msg(x->port > 0, "listen: %s", vmio_errmsg());
+}
+
+static void rx_run(struct rx *x)
+{
     ck_assert_int_eq(pthread_create(&x->th, NULL, rx_main, x), 0);
+}
+
+static void rx_start(struct rx *x, const struct vmio_migrate_options *o)
+{
+    rx_listen(x, o);
+    rx_run(x);
 }
 
 static void rx_join(struct rx *x)
@@ -523,7 +537,7 @@ START_TEST(t_sender_killed)
 {
     struct vmio_migrate_options o = { .struct_size = sizeof(o), .timeout_ms = 10000 };
     struct rx x;
-    rx_start(&x, &o);
+    rx_listen(&x, &o);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -541,6 +555,7 @@ START_TEST(t_sender_killed)
         vmio_migrate_send(s, to);     /* 16 MiB at 4 MiB/s: killed before the end */
         _exit(0);
     }
+    rx_run(&x);
     usleep(700000);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
