@@ -65,6 +65,10 @@ struct iovec;
 void vmio_iov_to_buf(void *dst, const struct iovec *iov, int iovcnt, size_t skip, size_t n);
 void vmio_buf_to_iov(const struct iovec *iov, int iovcnt, size_t skip, const void *src, size_t n);
 
+/* A whole small file (procfs, sysfs attributes) into buf, NUL-terminated.
+ * 0, -errno, or -EFBIG if it holds len - 1 bytes or more. No message. */
+int vmio_read_small_file(const char *path, char *buf, size_t len);
+
 /* Read a shared-secret file: rejects empty files and files others can read.
  * Trailing newlines are stripped. *out is malloc'd. */
 int vmio_read_secret_file(const char *api, const char *path, uint8_t **out, size_t *len);

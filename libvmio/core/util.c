@@ -52,6 +52,36 @@ int vmio_write_full(int fd, const void *buf, size_t len)
 
 #define SECRET_MAX 4096
 
+int vmio_read_small_file(const char *path, char *buf, size_t len)
+{
+    if (len < 2)
+        return -EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + got, len - 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+        if (got == len - 1) {
+            close(fd);
+            return -EFBIG;
+        }
+    }
+    close(fd);
+    buf[got] = '\0';
+    return 0;
+}
+
 int vmio_read_secret_file(const char *api, const char *path, uint8_t **out, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -33,6 +33,8 @@
 #include <xenctrl.h>
 #include <xenstore.h>
 
+#include "core/xen-log.h"
+
 #define API_CONNECT "vmio_group_connect"
 #define API_APPLY "vmio_group_apply"
 #define API_DESTROY "vmio_group_destroy"
@@ -46,26 +48,6 @@ struct xen_priv {
     struct xs_handle *xsh;
     int mapsize;              /* bytes of an xc_cpumap_t */
     struct vmio_cpuset host;  /* the host's online CPUs */
-};
-
-/* libxenctrl reports its own errors on stderr by default; the library
- * never prints, so it gets a logger that drops them (errno says what
- * failed, and becomes our message). */
-static void quiet_vmessage(struct xentoollog_logger *l, xentoollog_level level, int errnoval,
-                           const char *context, const char *format, va_list al)
-{
-    (void)l, (void)level, (void)errnoval, (void)context, (void)format, (void)al;
-}
-
-static void quiet_destroy(struct xentoollog_logger *l)
-{
-    (void)l;
-}
-
-static struct xentoollog_logger quiet_logger = {
-    .vmessage = quiet_vmessage,
-    .progress = NULL,
-    .destroy = quiet_destroy,
 };
 
 static struct xen_priv *priv(struct vmio_group_conn *c)
@@ -101,7 +83,7 @@ static int xen_open(struct vmio_group_conn *c, const struct vmio_group_connect_o
         return vmio_set_error(API_CONNECT, ENOMEM, "out of memory");
     c->priv = p;
     errno = 0;
-    p->xch = xc_interface_open(&quiet_logger, &quiet_logger, 0);
+    p->xch = xc_interface_open(vmio_xen_quiet_logger(), vmio_xen_quiet_logger(), 0);
     if (!p->xch) {
         int e = err_or(ENODEV);
         xen_close(c);

@@ -72,31 +72,6 @@ static int valid_pci_name(const char *s)
     return 1;
 }
 
-/* Reads a small sysfs attribute into buf (NUL-terminated). */
-static int read_attr(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t n = 0;
-    while (n + 1 < len) {
-        ssize_t r = read(fd, buf + n, len - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return 0;
-}
-
 static int sysfs_locality(const char *api, const char *root, const char *pci,
                           struct vmio_cpuset *cpus, int *node)
 {
@@ -106,7 +81,7 @@ static int sysfs_locality(const char *api, const char *root, const char *pci,
         return vmio_set_error(api, ENOENT, "PCI device %s not found under %s", pci,
                               root ? root : "/sys");
     snprintf(path, sizeof path, "%s/local_cpulist", dir);
-    int r = read_attr(path, buf, sizeof buf);
+    int r = vmio_read_small_file(path, buf, sizeof buf);
     if (r < 0)
         return vmio_set_error_errno(api, -r, "cannot read %s", path);
     struct vmio_cpuset set;
@@ -116,7 +91,7 @@ static int sysfs_locality(const char *api, const char *root, const char *pci,
         return vmio_set_error(api, EINVAL, "%s lists no CPU", path);
     long n = -1;
     snprintf(path, sizeof path, "%s/numa_node", dir);
-    if (read_attr(path, buf, sizeof buf) == 0) {
+    if (vmio_read_small_file(path, buf, sizeof buf) == 0) {
         char *end;
         errno = 0;
         n = strtol(buf, &end, 10);

@@ -159,33 +159,14 @@ int vmio_ml_parse_psi(const char *api, const char *text, struct vmio_ml_mem_samp
     return 0;
 }
 
-/* Whole small file into buf (NUL terminated). -errno, message under api. */
+/* Whole small file into buf (NUL terminated). -errno; an oversized file
+ * gets its message here, under api. */
 static int read_small(const char *api, const char *path, char *buf, size_t n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + got, n - 1 - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-        if (got == n - 1) {
-            close(fd);
-            return vmio_set_error(api, EFBIG, "%s: larger than %zu bytes", path, n - 1);
-        }
-    }
-    close(fd);
-    buf[got] = '\0';
-    return 0;
+    int r = vmio_read_small_file(path, buf, n);
+    if (r == -EFBIG)
+        return vmio_set_error(api, EFBIG, "%s: larger than %zu bytes", path, n - 1);
+    return r;
 }
 
 int vmio_ml_watch_new(const char *api, const struct vmio_ml_watch_cfg *cfg,

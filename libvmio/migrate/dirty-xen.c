@@ -45,6 +45,8 @@
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
 
+#include "core/xen-log.h"
+
 #define XEN_PAGE 4096u
 
 struct xen_region {
@@ -72,26 +74,6 @@ struct dirty_xen {
     uint64_t npages;           /* mapped pages */
     int logdirty;
     int paused;
-};
-
-/* libxenctrl and libxenforeignmemory report their own errors on stderr by
- * default; the library never prints, so they get a logger that drops
- * them (what failed is in errno, turned into our error message). */
-static void quiet_vmessage(struct xentoollog_logger *l, xentoollog_level level, int errnoval,
-                           const char *context, const char *format, va_list al)
-{
-    (void)l, (void)level, (void)errnoval, (void)context, (void)format, (void)al;
-}
-
-static void quiet_destroy(struct xentoollog_logger *l)
-{
-    (void)l;
-}
-
-static struct xentoollog_logger quiet_logger = {
-    .vmessage = quiet_vmessage,
-    .progress = NULL,
-    .destroy = quiet_destroy,
 };
 
 static uint64_t words_for(uint64_t bits)
@@ -338,7 +320,7 @@ int vmio_mig_dirty_xen_new(const char *api, uint32_t domid, struct vmio_mig_regi
     x->domid = domid;
     x->hb.ubuf = (void *)-1;
     int r;
-    x->xch = xc_interface_open(&quiet_logger, &quiet_logger, 0);
+    x->xch = xc_interface_open(vmio_xen_quiet_logger(), vmio_xen_quiet_logger(), 0);
     if (!x->xch) {
         int e = errno ? errno : ENODEV;
         r = e == EACCES || e == EPERM
@@ -348,7 +330,7 @@ int vmio_mig_dirty_xen_new(const char *api, uint32_t domid, struct vmio_mig_regi
                                                "dom0 with xen-privcmd loaded?)");
         goto fail;
     }
-    x->fmem = xenforeignmemory_open(&quiet_logger, 0);
+    x->fmem = xenforeignmemory_open(vmio_xen_quiet_logger(), 0);
     if (!x->fmem) {
         r = vmio_set_error_errno(api, errno ? errno : ENODEV, "opening xenforeignmemory");
         goto fail;

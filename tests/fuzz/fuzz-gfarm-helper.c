@@ -19,17 +19,9 @@
 #include <string.h>
 
 #include "storage/gfarm-helper-proto.h"
+#include "fuzz-check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-                    #cond);                                                     \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
 
 #define REQ_MAX (GFH_REQ_HEAD + 2 * GFH_MAX_PATH + 1)
 #define REP_MAX (GFH_REP_HEAD + GFH_MAX_MSG)

@@ -16,17 +16,9 @@
 
 #include "core/internal.h"
 #include "storage/gfarm-route.h"
+#include "fuzz-check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n",       \
-                    __FILE__, __LINE__, #cond, vmio_errmsg());                  \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
 
 static const char *const paths[] = {
     "/images/vm/disk.img", "/images", "/images2/x", "/data/a/b.raw", "/x", "/", "",

@@ -19,20 +19,12 @@
 #include <string.h>
 
 #include "migrate/codec.h"
+#include "fuzz-check.h"
 
 #define PS 4096u
 #define GUARD 64u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-                    #cond);                                                     \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
 
 static uint8_t buf[GUARD + PS + GUARD];
 static uint8_t ref[PS], page[PS], enc[2 * PS];

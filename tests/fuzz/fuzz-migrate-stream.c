@@ -23,16 +23,9 @@
 #include "migrate/stream.h"
 #include "protocol/wire.h"
 #include "transport/transport.h"
+#include "fuzz-check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "fuzz-migrate-stream: check failed: %s\n", #cond);  \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
 
 struct memt {
     struct vmio_transport t;

@@ -19,19 +19,11 @@
 
 #include "core/internal.h"
 #include "protocol/wire.h"
+#include "fuzz-check.h"
 
 #define API "fuzz"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n",       \
-                    __FILE__, __LINE__, #cond, vmio_errmsg());                  \
-            abort();                                                            \
-        }                                                                       \
-    } while (0)
 
 static int hdr_equal(const struct vmio_wire_hdr *a, const struct vmio_wire_hdr *b)
 {
