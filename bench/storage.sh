@@ -5,6 +5,10 @@
 # with the loop it uses for vmio://). fio's nbd engine is run on the NBD
 # rows as a second, independent reference, and a local file:// sequential
 # read of the same data gives the ceiling for the sequential read row.
+# vmio:// is measured twice: over TCP (local=off, every byte through the
+# server) and with the same-host data path (local=auto: the client takes
+# over vmiod's descriptor after the handshake); the script checks that
+# the second really went local.
 #
 # Page cache: the backing file is read into the page cache before every
 # run and nothing is dropped, so both servers serve cached data; the
@@ -13,7 +17,8 @@
 # Environment: RUNTIME (seconds per run, default 5), SIZE (backing file,
 # default 256M), SEQ_QD (queue depth of the 1 MiB rows, default 8),
 # REPEAT (rounds of every measurement, the best one is shown; default 1),
-# FIO=0 to skip fio, BUILD_DIR (see bench/lib.sh).
+# FIO=0 to skip fio, LOCAL=0 to skip the local=auto runs, BUILD_DIR (see
+# bench/lib.sh).
 # Output: a table on stdout, raw results in bench/out/storage-*.json.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -24,6 +29,7 @@ SIZE=${SIZE:-256M}
 SEQ_QD=${SEQ_QD:-8}
 FIO=${FIO:-1}
 REPEAT=${REPEAT:-1}
+LOCAL=${LOCAL:-1}
 
 require_cmd meson ninja nbdkit python3 head
 bench_build
@@ -42,7 +48,8 @@ SIZE_BYTES=$(stat -c %s "$DISK")
 
 start_vmiod disk "$TMP/export"
 start_nbdkit "$DISK"
-VMIO_URI="vmio://127.0.0.1:$VMIOD_PORT/disk/disk.img"
+VMIO_URI="vmio://127.0.0.1:$VMIOD_PORT/disk/disk.img?local=off"
+VMIO_LOCAL_URI="vmio://127.0.0.1:$VMIOD_PORT/disk/disk.img?local=on"
 NBD_URI="nbd://127.0.0.1:$NBDKIT_PORT"
 LOCAL_URI="file://$DISK"
 
@@ -71,6 +78,10 @@ run_bench() {
     [ "$spid" = 0 ] || c0=$(cpu_seconds_of "$spid")
     out=$("$VMIO_BENCH" storage --json --rw "$rw" --bs "$bs" --qd "$qd" --runtime "$RUNTIME" \
         --size "$SIZE_BYTES" "$uri") || die "vmio-bench failed on $uri ($row)"
+    if [ "$target" = vmio-local ]; then
+        python3 -c 'import json,sys; sys.exit(not json.loads(sys.argv[1]).get("transport", "").startswith("local"))' \
+            "$out" || die "local=on did not take the local data path ($row)"
+    fi
     c1=0
     [ "$spid" = 0 ] || c1=$(cpu_seconds_of "$spid")
     printf '{"row": "%s", "target": "%s", "server_cpu_s": %s, "result": %s}\n' \
@@ -106,6 +117,9 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
         say "$name"
         run_bench "$name" vmio "$VMIOD_PID" "$VMIO_URI" "$rw" "$bs" "$qd"
         run_bench "$name" nbd "$NBDKIT_PID" "$NBD_URI" "$rw" "$bs" "$qd"
+        if [ "$LOCAL" = 1 ]; then
+            run_bench "$name" vmio-local "$VMIOD_PID" "$VMIO_LOCAL_URI" "$rw" "$bs" "$qd"
+        fi
         if [ "$FIO" = 1 ]; then run_fio "$name" "$rw" "$bs" "$qd"; fi
     done
     say "seqread-1m local"
@@ -156,28 +170,32 @@ def cell(m):
 def ratio(a, b):
     return "%.2f" % (a["mb_per_s"] / b["mb_per_s"]) if a and b and b["mb_per_s"] else "-"
 
-hdr = "%-18s | %9s %9s %15s | %9s %9s %15s | %8s | %9s %8s" % (
+hdr = "%-18s | %9s %9s %15s | %9s %9s %15s | %8s | %9s %8s | %10s %10s" % (
     "row", "vmio MB/s", "IOPS", "p50/p99 us", "nbd MB/s", "IOPS", "p50/p99 us", "vmio/nbd",
-    "fio MB/s", "vmio/fio")
+    "fio MB/s", "vmio/fio", "local MB/s", "local/nbd")
 print()
 print("vmiod vs nbdkit file plugin, TCP loopback, one %d-byte backing file in the page" % int(size))
 print("cache for both servers; %s s per run, best of %s; client: vmio-bench storage (same loop"
       % (runtime, repeat))
 print("for vmio:// and nbd://); fio = fio's nbd engine against the same nbdkit.")
+print("vmio = local=off (TCP); local = local=on (the client took over vmiod's descriptor).")
 print(hdr)
 print("-" * len(hdr))
 summary = []
 for row in order:
     t = table[row]
-    v, n, f = t.get("vmio"), t.get("nbd"), t.get("fio-nbd")
+    v, n, f, lo = t.get("vmio"), t.get("nbd"), t.get("fio-nbd"), t.get("vmio-local")
     if not v:
         continue
-    print("%-18s | %s | %s | %8s | %9s %8s" % (
-        row, cell(v), cell(n), ratio(v, n), "%.1f" % f["mb_per_s"] if f else "-", ratio(v, f)))
-    summary.append({"row": row, "vmio": v, "nbd": n, "fio_nbd": f,
-                    "vmio_over_nbd": v["mb_per_s"] / n["mb_per_s"] if n else None})
+    print("%-18s | %s | %s | %8s | %9s %8s | %10s %10s" % (
+        row, cell(v), cell(n), ratio(v, n), "%.1f" % f["mb_per_s"] if f else "-", ratio(v, f),
+        "%.1f" % lo["mb_per_s"] if lo else "-", ratio(lo, n)))
+    summary.append({"row": row, "vmio": v, "nbd": n, "fio_nbd": f, "vmio_local": lo,
+                    "vmio_over_nbd": v["mb_per_s"] / n["mb_per_s"] if n else None,
+                    "local_over_nbd": lo["mb_per_s"] / n["mb_per_s"] if lo and n else None})
 local = table.get("seqread-1m", {}).get("local")
 vseq = table.get("seqread-1m", {}).get("vmio")
+lseq = table.get("seqread-1m", {}).get("vmio-local")
 print()
 print("server CPU seconds per run (vmiod / nbdkit):",
       ", ".join("%s %.1f/%.1f" % (row, table[row]["vmio"]["server_cpu_s"],
@@ -186,6 +204,9 @@ print("server CPU seconds per run (vmiod / nbdkit):",
 if local and vseq:
     print("seqread-1m: vmio %.1f MB/s, local file:// %.1f MB/s: vmio/local = %.2f" % (
         vseq["mb_per_s"], local["mb_per_s"], vseq["mb_per_s"] / local["mb_per_s"]))
+if local and lseq:
+    print("seqread-1m: vmio local=on %.1f MB/s, local file:// %.1f MB/s: ratio = %.2f" % (
+        lseq["mb_per_s"], local["mb_per_s"], lseq["mb_per_s"] / local["mb_per_s"]))
 doc = {"benchmark": "storage", "runtime_s": float(runtime), "size": int(size),
        "repeat": int(repeat),
        "seq_qd": int(seq_qd), "machine": json.loads(machine), "summary": summary,

@@ -805,9 +805,15 @@ static int storage_main(int argc, char **argv)
                ", \"qd\": %u, \"region\": %" PRIu64 ", \"ops\": %" PRIu64
                ", \"bytes\": %.0f, \"seconds\": %.6f, \"mb_per_s\": %.2f, \"iops\": %.1f"
                ", \"lat_us\": {\"min\": %.1f, \"mean\": %.1f, \"p50\": %.1f, \"p99\": %.1f"
-               ", \"p99_9\": %.1f, \"max\": %.1f}, \"client_cpu_s\": %.3f}\n",
+               ", \"p99_9\": %.1f, \"max\": %.1f}, \"client_cpu_s\": %.3f",
                backend, b.ops->name, o.rw, b.bs, b.qd, b.region, b.completed, bytes, secs,
                mbps, iops, lmin, mean, p50, p99, p999, lmax, cpu);
+        struct vmio_file_stats st = { .struct_size = sizeof st };
+        if (vf && vmio_get_stats(vf, &st) == 0 && st.transport[0]) {
+            printf(", \"transport\": ");
+            cli_json_string(stdout, st.transport);
+        }
+        printf("}\n");
     } else {
         printf("storage %s bs=%zu qd=%u region=%" PRIu64 " on %s (%s)\n", o.rw, b.bs, b.qd,
                b.region, o.uri, backend);

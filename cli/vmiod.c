@@ -53,15 +53,16 @@ static void log_cb(void *opaque, int level, const char *msg)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: vmiod --export NAME=DIR[,ro] --secret-file FILE [OPTIONS]\n"
+            "Usage: vmiod --export NAME=DIR[,ro][,nolocal] --secret-file FILE [OPTIONS]\n"
             "Serve the image files below DIR to vmio://HOST:PORT/NAME/PATH clients.\n"
             "\n"
             "  -l, --listen HOST:PORT    address to listen on (repeatable; HOST may be\n"
             "                            [IPv6], '*' or empty for all addresses;\n"
             "                            PORT 0 picks a free port; default *:%d)\n"
-            "  -e, --export NAME=DIR[,ro]\n"
+            "  -e, --export NAME=DIR[,ro][,nolocal]\n"
             "                            export DIR as NAME (repeatable; ',ro' makes it\n"
-            "                            read-only)\n"
+            "                            read-only; ',nolocal' refuses clients on this\n"
+            "                            host the local data path)\n"
             "  -s, --secret-file FILE    shared secret clients must prove (mode 0600)\n"
             "  -f, --foreground          do not daemonize; log to stderr\n"
             "  -w, --workers N           request threads per connection (default 8)\n"
@@ -136,7 +137,7 @@ static void parse_export(const char *arg, struct export_spec *ex)
 {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg || eq[1] == '\0')
-        die_usage("bad --export '%s' (expected NAME=DIR[,ro])", arg);
+        die_usage("bad --export '%s' (expected NAME=DIR[,ro][,nolocal])", arg);
     ex->name = strndup(arg, (size_t)(eq - arg));
     ex->dir = strdup(eq + 1);
     if (!ex->name || !ex->dir) {
@@ -144,13 +145,21 @@ static void parse_export(const char *arg, struct export_spec *ex)
         exit(1);
     }
     ex->flags = 0;
-    /* Only a trailing ",ro"/",rw" is an option: other commas belong to DIR. */
-    size_t n = strlen(ex->dir);
-    if (n > 3 && strcmp(ex->dir + n - 3, ",ro") == 0) {
-        ex->flags |= VMIO_EXPORT_RDONLY;
-        ex->dir[n - 3] = '\0';
-    } else if (n > 3 && strcmp(ex->dir + n - 3, ",rw") == 0) {
-        ex->dir[n - 3] = '\0';
+    /* Only trailing ",ro", ",rw" and ",nolocal" are options: other commas
+     * belong to DIR. */
+    for (;;) {
+        size_t n = strlen(ex->dir);
+        if (n > 3 && strcmp(ex->dir + n - 3, ",ro") == 0) {
+            ex->flags |= VMIO_EXPORT_RDONLY;
+            ex->dir[n - 3] = '\0';
+        } else if (n > 3 && strcmp(ex->dir + n - 3, ",rw") == 0) {
+            ex->dir[n - 3] = '\0';
+        } else if (n > 8 && strcmp(ex->dir + n - 8, ",nolocal") == 0) {
+            ex->flags |= VMIO_EXPORT_NOLOCAL;
+            ex->dir[n - 8] = '\0';
+        } else {
+            break;
+        }
     }
     if (ex->dir[0] == '\0')
         die_usage("bad --export '%s' (empty directory)", arg);

@@ -19,6 +19,9 @@ typedef struct vmio_server vmio_server;
 
 /* Export flags. */
 #define VMIO_EXPORT_RDONLY 0x1u
+/* Never hand this export's open files to clients on the same host (the
+ * local data path, URI option local=; docs/protocol.md section 13). */
+#define VMIO_EXPORT_NOLOCAL 0x2u
 
 VMIO_API int vmio_server_new(vmio_server **server);
 /* Frees everything; stops the server first if it runs. server may be NULL. */

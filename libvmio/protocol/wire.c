@@ -195,6 +195,45 @@ int vmio_wire_decode_open_reply(const char *api, const uint8_t *in, size_t len,
     return 0;
 }
 
+size_t vmio_wire_encode_local_reply(uint8_t *out, const struct vmio_wire_local_reply *m)
+{
+    memcpy(out, m->boot_id, 16);
+    vmio_put_le64(out + 16, m->pidns);
+    vmio_put_le32(out + 24, m->pid);
+    vmio_put_le32(out + 28, m->fd);
+    vmio_put_le64(out + 32, m->dev);
+    vmio_put_le64(out + 40, m->ino);
+    vmio_put_le32(out + 48, m->flags);
+    memset(out + 52, 0, VMIO_WIRE_LOCAL_REPLY - 52);
+    return VMIO_WIRE_LOCAL_REPLY;
+}
+
+int vmio_wire_decode_local_reply(const char *api, const uint8_t *in, size_t len,
+                                 struct vmio_wire_local_reply *m)
+{
+    if (len != VMIO_WIRE_LOCAL_REPLY)
+        return vmio_set_error(api, EPROTO, "LOCAL reply has %zu bytes, expected %u", len,
+                              VMIO_WIRE_LOCAL_REPLY);
+    struct vmio_wire_local_reply t;
+    memcpy(t.boot_id, in, 16);
+    t.pidns = vmio_get_le64(in + 16);
+    t.pid = vmio_get_le32(in + 24);
+    t.fd = vmio_get_le32(in + 28);
+    t.dev = vmio_get_le64(in + 32);
+    t.ino = vmio_get_le64(in + 40);
+    t.flags = vmio_get_le32(in + 48);
+    for (unsigned i = 52; i < VMIO_WIRE_LOCAL_REPLY; i++)
+        if (in[i] != 0)
+            return vmio_set_error(api, EPROTO, "LOCAL reply has non-zero reserved bytes");
+    if (t.flags & ~VMIO_WIRE_LOCAL_ALL)
+        return vmio_set_error(api, EPROTO, "LOCAL reply has unknown flags 0x%x", t.flags);
+    if (t.pid == 0 || t.pid > INT32_MAX || t.fd > INT32_MAX)
+        return vmio_set_error(api, EPROTO, "LOCAL reply names pid %u, descriptor %u", t.pid,
+                              t.fd);
+    *m = t;
+    return 0;
+}
+
 size_t vmio_wire_encode_io(uint8_t *out, const struct vmio_wire_io *m)
 {
     vmio_put_le64(out, m->offset);
@@ -303,6 +342,7 @@ int vmio_wire_decode_request(const char *api, const struct vmio_wire_hdr *hdr,
     case VMIO_WIRE_FLUSH:
     case VMIO_WIRE_SIZE:
     case VMIO_WIRE_DISCONNECT:
+    case VMIO_WIRE_LOCAL:
         if (hdr->length != 0)
             return vmio_set_error(api, EPROTO, "request type 0x%x carries a body", hdr->type);
         break;

@@ -37,13 +37,15 @@ enum vmio_wire_type {
     VMIO_WIRE_TRUNCATE = 0x16,
     VMIO_WIRE_BLOCK_STATUS = 0x17,
     VMIO_WIRE_DISCONNECT = 0x18,
+    VMIO_WIRE_LOCAL = 0x19,        /* F_LOCAL: where the open file lives */
     VMIO_WIRE_REPLY = 0x80
 };
 
 /* Feature bits negotiated in HELLO (result = client & server). */
 #define VMIO_WIRE_F_BLOCK_STATUS 0x1u
 #define VMIO_WIRE_F_TRUNCATE 0x2u
-#define VMIO_WIRE_F_RDMA 0x4u          /* data by one-sided RDMA (later) */
+#define VMIO_WIRE_F_RDMA 0x4u          /* data by one-sided RDMA */
+#define VMIO_WIRE_F_LOCAL 0x8u         /* LOCAL: same-host data path */
 #define VMIO_WIRE_F_ALL (VMIO_WIRE_F_BLOCK_STATUS | VMIO_WIRE_F_TRUNCATE)
 
 /* OPEN flags: same bits as VMIO_O_*. */
@@ -107,6 +109,20 @@ struct vmio_wire_range {          /* TRIM/WRITE_ZEROES/BLOCK_STATUS, 24 bytes */
     uint32_t flags;
 };
 
+/* LOCAL reply, 64 bytes: what a client on the same host needs to take
+ * over the server's open file descriptor (docs/protocol.md section 13). */
+#define VMIO_WIRE_LOCAL_REPLY 64u
+#define VMIO_WIRE_LOCAL_RDWR 0x1u       /* the descriptor is open read-write */
+#define VMIO_WIRE_LOCAL_ALL 0x1u
+struct vmio_wire_local_reply {
+    uint8_t boot_id[16];          /* the server's kernel boot id */
+    uint64_t pidns;               /* inode of its pid namespace */
+    uint32_t pid;                 /* the server process, in that namespace */
+    uint32_t fd;                  /* the image's descriptor in it */
+    uint64_t dev, ino;            /* the image's st_dev, st_ino */
+    uint32_t flags;               /* VMIO_WIRE_LOCAL_* */
+};
+
 /* A decoded request (server side). */
 struct vmio_wire_request {
     struct vmio_wire_hdr hdr;
@@ -164,6 +180,9 @@ int vmio_wire_decode_open(const char *api, const uint8_t *in, size_t len,
 size_t vmio_wire_encode_open_reply(uint8_t *out, const struct vmio_wire_open_reply *m);
 int vmio_wire_decode_open_reply(const char *api, const uint8_t *in, size_t len,
                                 struct vmio_wire_open_reply *m);
+size_t vmio_wire_encode_local_reply(uint8_t *out, const struct vmio_wire_local_reply *m);
+int vmio_wire_decode_local_reply(const char *api, const uint8_t *in, size_t len,
+                                 struct vmio_wire_local_reply *m);
 size_t vmio_wire_encode_io(uint8_t *out, const struct vmio_wire_io *m);
 size_t vmio_wire_encode_range(uint8_t *out, const struct vmio_wire_range *m);
 

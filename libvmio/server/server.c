@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@
 #include "protocol/wire.h"
 #include "server/internal.h"
 #include "storage/backend.h"
+#include "storage/local.h"
 #include "transport/transport.h"
 
 #define API VMIO_SERVER_API
@@ -337,7 +339,8 @@ static int handshake(struct conn *c, uint8_t *body)
     memset(&hr, 0, sizeof hr);
     hr.version = VMIO_WIRE_VERSION;
     hr.features = hello.features &
-                  (VMIO_WIRE_F_ALL | (vmio_transport_is_rdma(c->t) ? VMIO_WIRE_F_RDMA : 0));
+                  (VMIO_WIRE_F_ALL | VMIO_WIRE_F_LOCAL |
+                   (vmio_transport_is_rdma(c->t) ? VMIO_WIRE_F_RDMA : 0));
     r = vmio_auth_random(API, hr.nonce, sizeof hr.nonce);
     if (r < 0)
         return handshake_fail(c, &h, r);
@@ -763,10 +766,38 @@ static int rdma_move(struct conn *c, struct worker *w, const struct vmio_wire_io
     return 0;
 }
 
+/* LOCAL: where the client, if it runs on this host, finds the open file.
+ * Nothing is granted here: the numbers are useless to a process that the
+ * kernel would not let read this one's descriptors anyway (the client
+ * takes the descriptor with pidfd_getfd or opens /proc/PID/fd/N, both
+ * under ptrace access checks). */
+static int local_reply(struct conn *c, uint8_t *out)
+{
+    if (c->exp->flags & VMIO_EXPORT_NOLOCAL)
+        return vmio_set_error(API, ENOTSUP, "export '%s' has no local data path",
+                              c->exp->name);
+    int fd = vmio_file_local_fd(c->file);
+    if (fd < 0)
+        return vmio_set_error(API, ENOTSUP, "export '%s' is not a local directory",
+                              c->exp->name);
+    struct vmio_wire_local_reply m = { .pid = (uint32_t)getpid(), .fd = (uint32_t)fd,
+                                       .flags = c->writable ? VMIO_WIRE_LOCAL_RDWR : 0 };
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return vmio_set_error_errno(API, errno, "stat of the open file");
+    m.dev = st.st_dev;
+    m.ino = st.st_ino;
+    int r = vmio_local_identity(API, m.boot_id, &m.pidns);
+    if (r < 0)
+        return r;
+    vmio_wire_encode_local_reply(out, &m);
+    return 0;
+}
+
 /* Run one request through the storage API. Returns 0 with the reply body
  * in *body (READ data goes into w->buf, whose request body has been
- * decoded already; small replies into small[16]), or < 0 with the error
- * recorded. */
+ * decoded already; small replies into small[VMIO_WIRE_LOCAL_REPLY]), or
+ * < 0 with the error recorded. */
 static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire_request *q,
                         uint8_t *small, const void **bodyp, size_t *blenp)
 {
@@ -881,6 +912,16 @@ static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire
         }
         break;
     }
+    case VMIO_WIRE_LOCAL:
+        if (!(c->features & VMIO_WIRE_F_LOCAL))
+            r = vmio_set_error(API, ENOTSUP, "LOCAL was not negotiated");
+        else
+            r = local_reply(c, small);
+        if (r == 0) {
+            body = small;
+            blen = VMIO_WIRE_LOCAL_REPLY;
+        }
+        break;
     default:    /* the decoder let through only the types above */
         r = vmio_set_error(API, EPROTO, "unexpected request type 0x%x", type);
         break;
@@ -901,7 +942,7 @@ static void serve(struct conn *c, struct worker *w)
         if (r == REQ_STOP)
             break;
         if (r == REQ_RUN) {
-            uint8_t small[16];
+            uint8_t small[VMIO_WIRE_LOCAL_REPLY];
             const void *body;
             size_t blen;
             uint64_t t0 = alone ? vmio_now_ns() : 0;
@@ -1340,9 +1381,9 @@ VMIO_API int vmio_server_add_export(vmio_server *s, const char *name, const char
     VMIO_CHECK_ARG(api, s != NULL, EFAULT);
     VMIO_CHECK_ARG(api, name != NULL, EFAULT);
     VMIO_CHECK_ARG(api, dir != NULL, EFAULT);
-    if (flags & ~VMIO_EXPORT_RDONLY)
-        return vmio_set_error(api, EINVAL, "unknown export flags 0x%x",
-                              flags & ~VMIO_EXPORT_RDONLY);
+    const unsigned known = VMIO_EXPORT_RDONLY | VMIO_EXPORT_NOLOCAL;
+    if (flags & ~known)
+        return vmio_set_error(api, EINVAL, "unknown export flags 0x%x", flags & ~known);
     struct vmio_export *e;
     int r = vmio_export_new(api, name, dir, flags, &e);
     if (r < 0)

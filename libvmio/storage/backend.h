@@ -104,6 +104,10 @@ const struct vmio_backend_ops *vmio_backend_find(const char *scheme);
 int vmio_file_from_fd(const char *api, int fd, unsigned flags, const char *name,
                       vmio_file **out);
 
+/* The descriptor behind an open file-backend handle (the server's LOCAL
+ * reply), or -ENOTSUP for other backends. No error is recorded. */
+int vmio_file_local_fd(vmio_file *f);
+
 /* file.c: backend state around an already open fd (fd owned on success). */
 int vmio_file_backend_adopt(int fd, unsigned flags, const char *name, void **state);
 

@@ -24,7 +24,13 @@
  * RDMA WRITE/READ and replies afterwards, so the client's CPU does nothing
  * for the data. The buffer is the caller's own when it lies inside memory
  * registered with vmio_register_memory(), else a registered bounce slot
- * (one copy), else the data goes inline like over TCP. */
+ * (one copy), else the data goes inline like over TCP.
+ *
+ * With local=auto|on, a client on the server's own host asks for the
+ * server's open descriptor of the image (LOCAL) once the image is open,
+ * takes it over (storage/local.c) and from then on does every operation
+ * itself through the file backend: the connection is closed and nothing
+ * goes through the server any more. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -41,6 +47,7 @@
 #include "protocol/auth.h"
 #include "protocol/wire.h"
 #include "storage/backend.h"
+#include "storage/local.h"
 #include "transport/transport.h"
 
 #define API "vmio"
@@ -127,6 +134,12 @@ struct remote_state {
     struct vmio_rdma_opts ropts;
     uint32_t inline_max;        /* parts up to this size go inline */
     int t_rdma;                 /* s->t moves data by RDMA (send_lock) */
+    uint32_t features;          /* granted in the last handshake */
+
+    /* Same-host data path (local=) */
+    int local_mode;             /* LOCAL_* */
+    void *local;                /* file-backend state once taken over */
+    int reconn_started;
     char tnote[160];            /* transport in use and why (lock) */
     struct mreg *regs;          /* vmio_register_memory() regions (lock) */
     char *bounce;               /* BOUNCE_SLOTS x BOUNCE_SIZE, lazily */
@@ -153,6 +166,7 @@ struct rcache_ent {
 };
 
 enum { TM_TCP, TM_RDMA, TM_AUTO };
+enum { LOCAL_OFF, LOCAL_AUTO, LOCAL_ON };
 #define BOUNCE_SLOTS 8u
 #define BOUNCE_SIZE (1u << 20)
 #define INLINE_DEFAULT (64u << 10)   /* measured: bench/rdma.sh, docs/performance.md */
@@ -276,6 +290,8 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
                                      .features = VMIO_WIRE_F_ALL };
     if (vmio_transport_is_rdma(t))
         hello.features |= VMIO_WIRE_F_RDMA;
+    if (s->local_mode != LOCAL_OFF)
+        hello.features |= VMIO_WIRE_F_LOCAL;
     r = vmio_auth_random(API, hello.nonce, sizeof hello.nonce);
     if (r < 0)
         goto fail;
@@ -339,6 +355,7 @@ static int handshake(struct remote_state *s, unsigned open_flags, struct vmio_tr
     if ((r = vmio_wire_decode_open_reply(API, buf, h.length, orep)) < 0)
         goto fail;
     *rdma = (hr.features & VMIO_WIRE_F_RDMA) != 0;
+    s->features = hr.features;
     if (vmio_transport_is_rdma(t) && !*rdma)
         set_note(s, "rdma (server moves no data by RDMA: inline)");
     vmio_transport_set_recv_timeout(t, 0);
@@ -1160,36 +1177,96 @@ static int run_sync(struct remote_state *s, int opcode, uint16_t type, const str
     return r;
 }
 
+/* ---- same-host data path ------------------------------------------------ */
+
+/* Ask for the server's descriptor and take it over. Runs in remote_open
+ * on the fresh connection, before anything else is in flight. Returns 0
+ * with s->local set, or < 0 with the reason recorded. */
+static int local_take(struct remote_state *s)
+{
+    if (!(s->features & VMIO_WIRE_F_LOCAL))
+        return vmio_set_error(API, ENOTSUP, "%s offers no local data path", s->t->peer);
+    int r = send_frame(s->t, VMIO_WIRE_LOCAL, NULL, 0);
+    if (r < 0)
+        return r;
+    struct vmio_wire_hdr h;
+    uint8_t buf[VMIO_WIRE_MAX_ERRMSG];
+    vmio_transport_set_recv_timeout(s->t, s->connect_timeout_ms);
+    r = recv_frame(s->t, "the local data path request", VMIO_WIRE_LOCAL | VMIO_WIRE_REPLY, &h,
+                   buf, sizeof buf);
+    vmio_transport_set_recv_timeout(s->t, 0);
+    if (r < 0)
+        return r;
+    if (h.status != 0)
+        return server_error(s->t, &h, buf, "the local data path");
+    struct vmio_wire_local_reply m;
+    if ((r = vmio_wire_decode_local_reply(API, buf, h.length, &m)) < 0)
+        return r;
+    char how[96];
+    int rw = (s->open_flags & (VMIO_WIRE_OPEN_RDWR | VMIO_WIRE_OPEN_CREATE |
+                               VMIO_WIRE_OPEN_TRUNC)) != 0;
+    int fd = vmio_local_take_fd(API, &m, rw, how, sizeof how);
+    if (fd < 0)
+        return fd;
+    char name[2 * VMIO_WIRE_MAX_NAME + 2];
+    snprintf(name, sizeof name, "%s/%s", s->export_name, s->path);
+    if ((r = vmio_file_backend_adopt(fd, rw ? VMIO_O_RDWR : VMIO_O_RDONLY, name,
+                                     &s->local)) < 0)
+        return vmio_error_reprefix(API, -r);
+    char via[sizeof s->tnote];
+    snprintf(via, sizeof via, "%s", s->tnote);
+    set_note(s, "local (%s, found through %s)", how, via);
+    return 0;
+}
+
 static int remote_preadv(void *st, const struct iovec *iov, int n, uint64_t off)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.preadv(s->local, iov, n, off);
     return run_sync(st, VMIO_OP_READ, VMIO_WIRE_READ, iov, n, off, vmio_iov_size(iov, n), 0,
                     NULL, NULL);
 }
 
 static int remote_pwritev(void *st, const struct iovec *iov, int n, uint64_t off, unsigned f)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.pwritev(s->local, iov, n, off, f);
     return run_sync(st, VMIO_OP_WRITE, VMIO_WIRE_WRITE, iov, n, off, vmio_iov_size(iov, n),
                     f & VMIO_WIRE_REQ_FUA, NULL, NULL);
 }
 
 static int remote_flush(void *st)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.flush(s->local);
     return run_sync(st, VMIO_OP_FLUSH, VMIO_WIRE_FLUSH, NULL, 0, 0, 0, 0, NULL, NULL);
 }
 
 static int remote_discard(void *st, uint64_t off, uint64_t len)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.discard(s->local, off, len);
     return run_sync(st, VMIO_OP_DISCARD, VMIO_WIRE_TRIM, NULL, 0, off, len, 0, NULL, NULL);
 }
 
 static int remote_write_zeroes(void *st, uint64_t off, uint64_t len, unsigned f)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.write_zeroes(s->local, off, len, f);
     return run_sync(st, VMIO_OP_WRITE_ZEROES, VMIO_WIRE_WRITE_ZEROES, NULL, 0, off, len,
                     f & VMIO_WIRE_REQ_ALL, NULL, NULL);
 }
 
 static int remote_get_size(void *st, uint64_t *size)
 {
+    struct remote_state *s = st;
+    if (s->local)
+        return vmio_backend_file.get_size(s->local, size);
     return run_sync(st, OP_SIZE, VMIO_WIRE_SIZE, NULL, 0, 0, 0, 0, size, NULL);
 }
 
@@ -1198,6 +1275,8 @@ static int remote_truncate(void *st, uint64_t size)
     struct remote_state *s = st;
     if (!(s->caps & VMIO_CAP_WRITE))
         return vmio_set_error(API, EROFS, "image is read-only on the server");
+    if (s->local)
+        return vmio_backend_file.truncate(s->local, size);
     /* TRUNCATE carries the new size where the offset would be. */
     return run_sync(st, OP_TRUNCATE, VMIO_WIRE_TRUNCATE, NULL, 0, size, 0, 0, NULL, NULL);
 }
@@ -1210,6 +1289,8 @@ static int remote_block_status(void *st, uint64_t off, uint64_t max, uint64_t *l
         *type = VMIO_EXTENT_DATA;
         return 0;
     }
+    if (s->local)
+        return vmio_backend_file.block_status(s->local, off, max, len, type);
     uint64_t l = 0;
     uint32_t t = 0;
     int r = run_sync(st, OP_BLOCK_STATUS, VMIO_WIRE_BLOCK_STATUS, NULL, 0, off, max, 0, &l, &t);
@@ -1223,6 +1304,8 @@ static int remote_block_status(void *st, uint64_t off, uint64_t max, uint64_t *l
 static int remote_submit(void *st, struct vmio_req *req)
 {
     struct remote_state *s = st;
+    if (s->local)
+        return -ENOTSUP;    /* the storage layer's workers call our sync ops */
     uint16_t type;
     uint64_t length = req->length;
     unsigned flags = 0;
@@ -1285,7 +1368,7 @@ static void remote_attach_aio(void *st, int epfd, int efd)
      * itself, so the eventfd is not needed here. */
     (void)efd;
     s->epfd = epfd;
-    if (s->t) {
+    if (s->t && !s->local) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->t->fd };
         vmio_transport_set_pollable(s->t);
         epoll_ctl(epfd, EPOLL_CTL_ADD, s->t->fd, &ev);
@@ -1298,6 +1381,8 @@ static void remote_attach_aio(void *st, int epfd, int efd)
 
 static void state_free(struct remote_state *s)
 {
+    if (s->local)
+        vmio_backend_file.close(s->local);
     while (s->regs) {
         struct mreg *m = s->regs;
         s->regs = m->next;
@@ -1344,12 +1429,26 @@ static int parse_uint(const char *v, const char *name, unsigned long max, unsign
     return 0;
 }
 
+/* DISCONNECT and close the connection (nothing in flight). */
+static void say_goodbye(struct remote_state *s)
+{
+    uint8_t hb[VMIO_WIRE_HDR_SIZE];
+    struct vmio_wire_hdr h = { .type = VMIO_WIRE_DISCONNECT, .id = ++s->next_id };
+    vmio_wire_encode_hdr(hb, &h);
+    struct iovec v = { hb, sizeof hb };
+    vmio_transport_sendv(s->t, &v, 1);
+    if (s->epfd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->t->fd, NULL);
+    vmio_transport_close(s->t);
+    s->t = NULL;
+}
+
 static int remote_open(const struct vmio_uri *u, unsigned flags,
                        const struct vmio_open_options *opts, void **state)
 {
     static const char *const allowed[] = { "secret-file", "transport", "timeout",
                                            "reconnect-timeout", "rdma-inline",
-                                           "rdma-busy-poll", "rdma-regcache", NULL };
+                                           "rdma-busy-poll", "rdma-regcache", "local", NULL };
     int r = vmio_uri_check_opts(API, u, allowed);
     if (r < 0)
         return r;
@@ -1374,9 +1473,18 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
         return vmio_set_error(API, ENOTSUP, "the RDMA transport is not built in");
     else
         return vmio_set_error(API, EINVAL, "unknown transport '%s' (tcp, rdma, auto)", tr);
+    const char *lo = vmio_uri_get(u, "local");
+    int local_mode = LOCAL_OFF;
+    if (lo && strcmp(lo, "auto") == 0)
+        local_mode = LOCAL_AUTO;
+    else if (lo && strcmp(lo, "on") == 0)
+        local_mode = LOCAL_ON;
+    else if (lo && strcmp(lo, "off") != 0)
+        return vmio_set_error(API, EINVAL, "unknown local '%s' (off, auto, on)", lo);
     struct remote_state *s = calloc(1, sizeof *s);
     if (!s)
         return vmio_set_error(API, ENOMEM, "out of memory");
+    s->local_mode = local_mode;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->send_lock, NULL);
     pthread_cond_init(&s->reconn_cond, NULL);
@@ -1437,6 +1545,30 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     s->max_io = orep.max_io;
     s->caps = orep.caps;
     s->state = ST_CONNECTED;
+    if (s->local_mode != LOCAL_OFF) {
+        r = local_take(s);
+        if (r < 0 && s->local_mode == LOCAL_ON) {
+            vmio_transport_close(s->t);
+            s->t = NULL;
+            r = vmio_error_reprefix(API, -r);
+            goto fail;
+        }
+        if (r < 0) {
+            const char *m = vmio_errmsg();
+            m = strncmp(m, API ": ", 6) == 0 ? m + 6 : m;
+            vmio_log(VMIO_LOG_INFO, "vmio: %s:%u: no local data path: %s", s->host, s->port, m);
+            char note[sizeof s->tnote];
+            snprintf(note, sizeof note, "%s (no local path: %s)", s->tnote, m);
+            set_note(s, "%s", note);
+            vmio_clear_error();
+        } else {
+            /* Nothing goes through the server any more. */
+            say_goodbye(s);
+            *state = s;
+            return 0;
+        }
+    }
+    s->reconn_started = 1;
     if ((r = pthread_create(&s->reconn_thread, NULL, reconn_main, s)) != 0) {
         vmio_transport_close(s->t);
         r = vmio_set_error_errno(API, r, "cannot start reconnect thread");
@@ -1456,18 +1588,11 @@ static void remote_close(void *st)
     s->state = ST_CLOSING;
     pthread_cond_broadcast(&s->reconn_cond);
     pthread_mutex_unlock(&s->lock);
-    pthread_join(s->reconn_thread, NULL);
+    if (s->reconn_started)
+        pthread_join(s->reconn_thread, NULL);
     /* Nothing is in flight any more (the storage layer drained it). */
-    if (s->t) {
-        uint8_t hb[VMIO_WIRE_HDR_SIZE];
-        struct vmio_wire_hdr h = { .type = VMIO_WIRE_DISCONNECT, .id = ++s->next_id };
-        vmio_wire_encode_hdr(hb, &h);
-        struct iovec v = { hb, sizeof hb };
-        vmio_transport_sendv(s->t, &v, 1);
-        if (s->epfd >= 0)
-            epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->t->fd, NULL);
-        vmio_transport_close(s->t);
-    }
+    if (s->t)
+        say_goodbye(s);
     state_free(s);
 }
 

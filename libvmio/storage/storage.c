@@ -494,3 +494,10 @@ VMIO_API int vmio_get_stats(vmio_file *f, struct vmio_file_stats *st)
     st->struct_size = caller_size;
     return 0;
 }
+
+int vmio_file_local_fd(vmio_file *f)
+{
+    if (strcmp(f->ops.name, "file") != 0)
+        return -ENOTSUP;
+    return vmio_file_backend_fd(f->state);
+}

@@ -201,6 +201,7 @@ static void fuzz_request(const struct vmio_wire_hdr *h, const uint8_t *b, uint32
     case VMIO_WIRE_FLUSH:
     case VMIO_WIRE_SIZE:
     case VMIO_WIRE_DISCONNECT:
+    case VMIO_WIRE_LOCAL:
         CHECK(h->length == 0);
         break;
     default:
@@ -214,6 +215,26 @@ static void fuzz_status(int32_t status)
     CHECK(e > 0);
     /* Mapping back gives a status that maps to the same errno. */
     CHECK(vmio_wire_errno_from_status(vmio_wire_status_from_errno(e)) == e);
+}
+
+static void fuzz_local_reply(const uint8_t *b, size_t n)
+{
+    struct vmio_wire_local_reply m, keep;
+    memset(&keep, 0xa5, sizeof keep);
+    m = keep;
+    int r = vmio_wire_decode_local_reply(API, b, n, &m);
+    if (r < 0) {
+        check_failure(r);
+        CHECK(r == -EPROTO);
+        CHECK(memcmp(&m, &keep, sizeof m) == 0);
+        return;
+    }
+    CHECK(n == VMIO_WIRE_LOCAL_REPLY);
+    CHECK(m.pid > 0 && m.pid <= INT32_MAX && m.fd <= INT32_MAX);
+    CHECK((m.flags & ~VMIO_WIRE_LOCAL_ALL) == 0);
+    uint8_t out[VMIO_WIRE_LOCAL_REPLY];
+    CHECK(vmio_wire_encode_local_reply(out, &m) == n);
+    CHECK(memcmp(out, b, n) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -234,6 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_hello_reply(body, blen);
     fuzz_open(body, blen);
     fuzz_open_reply(body, blen);
+    fuzz_local_reply(body, blen);
 
     /* decode_request trusts hdr->length to be the body's size (the
      * caller read exactly that many bytes): give it the real size. */

@@ -17,7 +17,7 @@ MAGIC = 0x4F494D56
 REPLY = 0x80
 T = dict(HELLO=0x01, AUTH=0x02, OPEN=0x03, READ=0x10, WRITE=0x11, FLUSH=0x12,
          TRIM=0x13, WRITE_ZEROES=0x14, SIZE=0x15, TRUNCATE=0x16,
-         BLOCK_STATUS=0x17, DISCONNECT=0x18)
+         BLOCK_STATUS=0x17, DISCONNECT=0x18, LOCAL=0x19)
 
 
 def hdr(typ, body, ident=1, status=0, flags=0, length=None):
@@ -42,6 +42,11 @@ def open_body(flags, size, export, path, reserved=0):
 
 def open_reply(size, caps, max_io):
     return struct.pack('<QII', size, caps, max_io)
+
+
+def local_reply(flags=0, pid=4242, fd=7, reserved=0):
+    return (bytes(range(16)) + struct.pack('<QIIQQI', 0xeffffffc, pid, fd, 2049, 131077, flags)
+            + struct.pack('<I', reserved) + bytes(8))
 
 
 def io(offset, length, flags=0, addr=0, rkey=0, reserved=0):
@@ -99,7 +104,17 @@ def wire_seeds():
     s['size'] = hdr(T['SIZE'], b'', ident=17)
     s['disconnect'] = hdr(T['DISCONNECT'], b'', ident=18)
     s['flush-body'] = hdr(T['FLUSH'], b'\x00', ident=16)
-    s['unknown-type'] = hdr(0x19, b'', ident=19)
+    s['local'] = hdr(T['LOCAL'], b'', ident=19)
+    s['local-body'] = hdr(T['LOCAL'], b'\x00', ident=19)
+    s['local-reply'] = hdr(T['LOCAL'] | REPLY, local_reply(), ident=19)
+    s['local-reply-rdwr'] = hdr(T['LOCAL'] | REPLY, local_reply(flags=1), ident=19)
+    s['local-reply-flags'] = hdr(T['LOCAL'] | REPLY, local_reply(flags=6), ident=19)
+    s['local-reply-pid0'] = hdr(T['LOCAL'] | REPLY, local_reply(pid=0), ident=19)
+    s['local-reply-reserved'] = hdr(T['LOCAL'] | REPLY, local_reply(reserved=1), ident=19)
+    s['local-reply-short'] = hdr(T['LOCAL'] | REPLY, local_reply()[:63], ident=19)
+    s['local-refused'] = hdr(T['LOCAL'] | REPLY, b"export 'e' has no local data path",
+                             ident=19, status=95)
+    s['unknown-type'] = hdr(0x1f, b'', ident=19)
     s['read-reply'] = hdr(T['READ'] | REPLY, b'data' * 16, ident=10)
     s['error-reply'] = hdr(T['WRITE'] | REPLY, b'export is read-only', ident=11, status=30)
     s['bad-magic'] = b'VMIX' + hdr(T['FLUSH'], b'')[4:]

@@ -2,7 +2,9 @@
  * public API (shared library): handshake and authentication, every
  * operation with the data checked in the exported file itself, the async
  * interface, many threads, export confinement, read-only exports, and
- * what happens when the server stops or restarts under a client. */
+ * what happens when the server stops or restarts under a client. The I/O
+ * tests run twice: through the server, and with the same-host data path
+ * (local=on), where the client takes over the server's descriptor. */
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@ static char rodir[300];        /* export "ro", read-only */
 static char secret_path[300];
 static vmio_server *srv;
 static int port;
+static const char *uri_opts = "";   /* "?local=on" for the local-path runs */
 
 static void write_file(const char *p, const void *data, size_t len, mode_t mode)
 {
@@ -40,6 +43,7 @@ static vmio_server *start_server(int want)
     ck_assert_vmio_ok(vmio_server_set_secret(s, SECRET, strlen(SECRET)));
     ck_assert_vmio_ok(vmio_server_add_export(s, "exp", expdir, 0));
     ck_assert_vmio_ok(vmio_server_add_export(s, "ro", rodir, VMIO_EXPORT_RDONLY));
+    ck_assert_vmio_ok(vmio_server_add_export(s, "nl", expdir, VMIO_EXPORT_NOLOCAL));
     /* The previous server's port can linger briefly after a restart. */
     int r = -EADDRINUSE;
     for (int i = 0; i < 100 && r == -EADDRINUSE; i++) {
@@ -70,8 +74,15 @@ static void setup(void)
     port = vmio_server_port(srv);
 }
 
+static void setup_local(void)
+{
+    uri_opts = "?local=on";
+    setup();
+}
+
 static void teardown(void)
 {
+    uri_opts = "";
     if (srv) {
         vmio_server_stop(srv);
         vmio_server_free(srv);
@@ -84,7 +95,8 @@ static int open_opts(const char *rel, unsigned flags, uint64_t create_size,
                      uint32_t reconnect_ms, const char *secret, vmio_file **f)
 {
     char uri[512];
-    snprintf(uri, sizeof uri, "vmio://127.0.0.1:%d/%s", port, rel);
+    snprintf(uri, sizeof uri, "vmio://127.0.0.1:%d/%s%s", port, rel,
+             strchr(rel, '?') ? "" : uri_opts);
     struct vmio_open_options o = {
         .struct_size = sizeof o, .secret_file = secret ? secret : secret_path,
         .connect_timeout_ms = 5000, .reconnect_timeout_ms = reconnect_ms,
@@ -760,6 +772,98 @@ START_TEST(test_server_restart)
 }
 END_TEST
 
+/* ---- the same-host data path ------------------------------------------ */
+
+static void transport_of(vmio_file *f, char *out, size_t len)
+{
+    struct vmio_file_stats st = { .struct_size = sizeof st };
+    ck_assert_vmio_ok(vmio_get_stats(f, &st));
+    snprintf(out, len, "%s", st.transport);
+}
+
+START_TEST(test_local_taken)
+{
+    vmio_file *f = open_ok("exp/local.img", VMIO_O_CREATE, 2 * MiB);
+    char tr[200];
+    transport_of(f, tr, sizeof tr);
+    ck_assert_msg(strncmp(tr, "local (pidfd_getfd of pid ", 26) == 0, "transport '%s'", tr);
+    uint8_t *w = malloc(MiB), *r = malloc(MiB);
+    test_fill(w, MiB, 0, 41);
+    ck_assert_vmio_ok(vmio_pwrite(f, w, MiB, 4096, 0));
+    /* Nothing goes through the server any more: stopping it changes
+     * nothing for this handle. */
+    ck_assert_vmio_ok(vmio_server_stop(srv));
+    vmio_server_free(srv);
+    srv = NULL;
+    ck_assert_vmio_ok(vmio_pread(f, r, MiB, 4096));
+    ck_assert_int_eq(test_check(r, MiB, 0, 41), -1);
+    ck_assert_vmio_ok(vmio_pwrite(f, w, 8192, MiB + 4096, VMIO_REQ_FUA));
+    ck_assert_vmio_ok(vmio_flush(f));
+    ck_assert_vmio_ok(vmio_truncate(f, 3 * MiB));
+    ck_assert(size_of(f) == 3 * MiB);
+    ck_assert_int_eq(vmio_close(f), 0);
+    ck_assert_int_eq(disk_size("exp/local.img"), 3 * MiB);
+    memset(r, 0, MiB);
+    disk_read("exp/local.img", r, MiB, 4096);
+    ck_assert_int_eq(test_check(r, MiB, 0, 41), -1);
+    disk_read("exp/local.img", r, 8192, MiB + 4096);
+    ck_assert_int_eq(test_check(r, 8192, 0, 41), -1);
+    free(w);
+    free(r);
+}
+END_TEST
+
+START_TEST(test_local_coherent)
+{
+    /* One handle through the server, one local, on the same image: each
+     * sees what the other wrote (one page cache). */
+    vmio_file *net = open_ok("exp/coh.img?local=off", VMIO_O_CREATE, MiB);
+    vmio_file *loc = open_ok("exp/coh.img?local=on", VMIO_O_RDWR, 0);
+    uint8_t w[65536], r[65536];
+    test_fill(w, sizeof w, 0, 42);
+    ck_assert_vmio_ok(vmio_pwrite(net, w, sizeof w, 0, 0));
+    ck_assert_vmio_ok(vmio_pread(loc, r, sizeof r, 0));
+    ck_assert_mem_eq(r, w, sizeof r);
+    test_fill(w, sizeof w, 0, 43);
+    ck_assert_vmio_ok(vmio_pwrite(loc, w, sizeof w, 65536, 0));
+    ck_assert_vmio_ok(vmio_pread(net, r, sizeof r, 65536));
+    ck_assert_mem_eq(r, w, sizeof r);
+    vmio_close(net);
+    vmio_close(loc);
+}
+END_TEST
+
+START_TEST(test_local_refused)
+{
+    char p[400];
+    snprintf(p, sizeof p, "%s/nl.img", expdir);
+    uint8_t data[4096];
+    test_fill(data, sizeof data, 0, 44);
+    write_file(p, data, sizeof data, 0644);
+    vmio_file *f = NULL;
+    /* The export refuses it: on fails, auto goes through the server. */
+    ck_assert_vmio_err_msg(open_opts("nl/nl.img?local=on", 0, 0, 0, NULL, &f), ENOTSUP,
+                           "vmio_open", "export 'nl' has no local data path");
+    ck_assert_ptr_null(f);
+    f = open_ok("nl/nl.img?local=auto", 0, 0);
+    char tr[200];
+    transport_of(f, tr, sizeof tr);
+    ck_assert_msg(strncmp(tr, "tcp", 3) == 0 && strstr(tr, "no local path") &&
+                  strstr(tr, "no local data path"), "transport '%s'", tr);
+    uint8_t r[4096];
+    ck_assert_vmio_ok(vmio_pread(f, r, sizeof r, 0));
+    ck_assert_mem_eq(r, data, sizeof r);
+    vmio_close(f);
+    /* Off: no attempt, no note. */
+    f = open_ok("nl/nl.img?local=off", 0, 0);
+    transport_of(f, tr, sizeof tr);
+    ck_assert_msg(!strstr(tr, "local"), "transport '%s'", tr);
+    vmio_close(f);
+    ck_assert_vmio_err_msg(open_opts("exp/nl.img?local=maybe", 0, 0, 0, NULL, &f), EINVAL,
+                           "vmio_open", "unknown local 'maybe'");
+}
+END_TEST
+
 static Suite *remote_suite(void)
 {
     Suite *s = suite_create("remote");
@@ -788,6 +892,21 @@ static Suite *remote_suite(void)
     tcase_add_test(tc, test_server_stopped);
     tcase_add_test(tc, test_server_stopped_timing);
     tcase_add_test(tc, test_server_restart);
+    suite_add_tcase(s, tc);
+    /* The same I/O, with the data path taken over by the client. */
+    tc = tcase_create("local");
+    tcase_add_checked_fixture(tc, setup_local, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_large_io);
+    tcase_add_test(tc, test_all_ops);
+    tcase_add_test(tc, test_read_past_end);
+    tcase_add_test(tc, test_aio_64);
+    tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_readonly_export);
+    tcase_add_test(tc, test_local_taken);
+    tcase_add_test(tc, test_local_coherent);
+    tcase_add_test(tc, test_local_refused);
     suite_add_tcase(s, tc);
     return s;
 }
