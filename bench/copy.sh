@@ -1,7 +1,8 @@
 #!/bin/bash
 # Copy benchmark: vmio-cp against qemu-img convert and nbdcopy on the same
 # half-sparse raw image, locally (file to file) and to a server on TCP
-# loopback (vmio-cp to vmiod, nbdcopy and qemu-img to nbdkit's file plugin).
+# loopback (vmio-cp to vmiod, nbdcopy and qemu-img to nbdkit's file plugin;
+# vmio-cp once more with local=on, where it takes over vmiod's descriptor).
 #
 # Image layout (SIZE_MIB total, default 2048): SEG_MIB (default 64) MiB of
 # random data, then SEG_MIB MiB of hole, repeated, so half of the image is
@@ -84,6 +85,8 @@ add_case "nbdcopy (no flush)" local-noflush "$LD" "$rm_ld" -- \
     nbdcopy "$SRC" "$LD"
 add_case "vmio-cp -> vmiod" remote "$VD" "$rm_vd" -- \
     "$VMIO_CP" -q "$SRC" "$VMIO_DST_URI"
+add_case "vmio-cp -> vmiod, local=on" remote "$VD" "$rm_vd" -- \
+    "$VMIO_CP" -q "$SRC" "$VMIO_DST_URI?local=on"
 add_case "nbdcopy --flush -> nbdkit" remote "$NBD_DST" empty_nbd_dst -- \
     nbdcopy --flush "$SRC" "$NBD_URI"
 add_case "nbdcopy --flush --target-is-zero -> nbdkit" remote "$NBD_DST" empty_nbd_dst -- \

@@ -17,8 +17,12 @@
 # Environment: RUNTIME (seconds per run, default 5), SIZE (backing file,
 # default 256M), SEQ_QD (queue depth of the 1 MiB rows, default 8),
 # REPEAT (rounds of every measurement, the best one is shown; default 1),
-# FIO=0 to skip fio, LOCAL=0 to skip the local=auto runs, BUILD_DIR (see
-# bench/lib.sh).
+# FIO=0 to skip fio, LOCAL=0 to skip the local=on runs, PLACEMENT (free:
+# the scheduler places servers and clients, the default; split: servers
+# on CPU 0, clients on CPU 1; same: everything on CPU 0), BUILD_DIR (see
+# bench/lib.sh). On a 2-CPU machine the free placement decides much of
+# the QD1 latency (a wake-up on the other CPU costs an IPI), and it can
+# favour either server by chance: split and same compare like with like.
 # Output: a table on stdout, raw results in bench/out/storage-*.json.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -30,8 +34,15 @@ SEQ_QD=${SEQ_QD:-8}
 FIO=${FIO:-1}
 REPEAT=${REPEAT:-1}
 LOCAL=${LOCAL:-1}
+PLACEMENT=${PLACEMENT:-free}
 
-require_cmd meson ninja nbdkit python3 head
+require_cmd meson ninja nbdkit python3 head taskset
+case $PLACEMENT in
+free) SRV_CPUS=; CLI=() ;;
+split) SRV_CPUS=0; CLI=(taskset -c 1) ;;
+same) SRV_CPUS=0; CLI=(taskset -c 0) ;;
+*) die "PLACEMENT must be free, split or same" ;;
+esac
 bench_build
 "$VMIO_BENCH" --help | grep -q "libnbd targets: built in" ||
     die "vmio-bench was built without libnbd (install libnbd-dev and rebuild)"
@@ -52,6 +63,10 @@ VMIO_URI="vmio://127.0.0.1:$VMIOD_PORT/disk/disk.img?local=off"
 VMIO_LOCAL_URI="vmio://127.0.0.1:$VMIOD_PORT/disk/disk.img?local=on"
 NBD_URI="nbd://127.0.0.1:$NBDKIT_PORT"
 LOCAL_URI="file://$DISK"
+if [ -n "$SRV_CPUS" ]; then
+    taskset -apc "$SRV_CPUS" "$VMIOD_PID" >/dev/null
+    taskset -apc "$SRV_CPUS" "$NBDKIT_PID" >/dev/null
+fi
 
 # name rw bs qd
 ROWS=(
@@ -76,7 +91,7 @@ run_bench() {
     warm_cache
     c0=0
     [ "$spid" = 0 ] || c0=$(cpu_seconds_of "$spid")
-    out=$("$VMIO_BENCH" storage --json --rw "$rw" --bs "$bs" --qd "$qd" --runtime "$RUNTIME" \
+    out=$("${CLI[@]}" "$VMIO_BENCH" storage --json --rw "$rw" --bs "$bs" --qd "$qd" --runtime "$RUNTIME" \
         --size "$SIZE_BYTES" "$uri") || die "vmio-bench failed on $uri ($row)"
     if [ "$target" = vmio-local ]; then
         python3 -c 'import json,sys; sys.exit(not json.loads(sys.argv[1]).get("transport", "").startswith("local"))' \
@@ -96,7 +111,7 @@ run_fio() {
     next_result
     warm_cache
     c0=$(cpu_seconds_of "$NBDKIT_PID")
-    fio --name="$row" --ioengine=nbd --uri="$NBD_URI" --rw="$rw" --bs="$bs" --iodepth="$qd" \
+    "${CLI[@]}" fio --name="$row" --ioengine=nbd --uri="$NBD_URI" --rw="$rw" --bs="$bs" --iodepth="$qd" \
         --runtime="$RUNTIME" --time_based --size="$SIZE_BYTES" --lat_percentiles=1 \
         --output-format=json --output="$TMP/fio.json" >/dev/null 2>"$TMP/fio.err" ||
         { cat "$TMP/fio.err" >&2; die "fio failed ($row)"; }
@@ -127,10 +142,11 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 done
 
 OUT=$(out_file storage)
-python3 - "$TMP/res" "$OUT" "$RUNTIME" "$SIZE_BYTES" "$SEQ_QD" "$(machine_json)" "$REPEAT" <<'PY'
+python3 - "$TMP/res" "$OUT" "$RUNTIME" "$SIZE_BYTES" "$SEQ_QD" "$(machine_json)" "$REPEAT" \
+    "$PLACEMENT" <<'PY'
 import json, os, sys
 
-resdir, out, runtime, size, seq_qd, machine, repeat = sys.argv[1:8]
+resdir, out, runtime, size, seq_qd, machine, repeat, placement = sys.argv[1:9]
 runs = []
 for name in sorted(os.listdir(resdir)):
     with open(os.path.join(resdir, name)) as f:
@@ -179,6 +195,7 @@ print("cache for both servers; %s s per run, best of %s; client: vmio-bench stor
       % (runtime, repeat))
 print("for vmio:// and nbd://); fio = fio's nbd engine against the same nbdkit.")
 print("vmio = local=off (TCP); local = local=on (the client took over vmiod's descriptor).")
+print("placement: %s" % placement)
 print(hdr)
 print("-" * len(hdr))
 summary = []
@@ -208,7 +225,7 @@ if local and lseq:
     print("seqread-1m: vmio local=on %.1f MB/s, local file:// %.1f MB/s: ratio = %.2f" % (
         lseq["mb_per_s"], local["mb_per_s"], lseq["mb_per_s"] / local["mb_per_s"]))
 doc = {"benchmark": "storage", "runtime_s": float(runtime), "size": int(size),
-       "repeat": int(repeat),
+       "repeat": int(repeat), "placement": placement,
        "seq_qd": int(seq_qd), "machine": json.loads(machine), "summary": summary,
        "local_seqread": local, "runs": runs}
 with open(out, "w") as f:

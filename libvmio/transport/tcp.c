@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -34,6 +35,43 @@ static int tcp_sendv(struct vmio_transport *t, struct iovec *iov, int iovcnt)
             iov->iov_base = (char *)iov->iov_base + n;
             iov->iov_len -= (size_t)n;
         }
+    }
+    return 0;
+}
+
+static int tcp_sendfile(struct vmio_transport *t, struct iovec *iov, int iovcnt, int fd,
+                        uint64_t off, size_t len)
+{
+    /* The header with MSG_MORE: it leaves in one segment with the data. */
+    while (iovcnt > 0) {
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_MORE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
+    }
+    off_t o = (off_t)off;
+    while (len > 0) {
+        ssize_t n = sendfile(t->fd, fd, &o, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -ENODATA;
+        len -= (size_t)n;
     }
     return 0;
 }
@@ -109,6 +147,7 @@ static const struct vmio_transport_ops tcp_ops = {
     .shutdown_read = tcp_shutdown_read,
     .set_recv_timeout = tcp_set_recv_timeout,
     .close = tcp_close,
+    .sendfile = tcp_sendfile,
 };
 
 static void tune(int fd)

@@ -38,6 +38,12 @@ struct vmio_transport_ops {
      * for ever). */
     void (*set_recv_timeout)(struct vmio_transport *t, int ms);
     void (*close)(struct vmio_transport *t);
+    /* Send iov, then len bytes of file fd from off, without copying them
+     * through user space (sendfile). 0, -errno, or -ENODATA when the file
+     * ended first (the stream is then broken: close it). NULL where the
+     * transport cannot (RDMA). */
+    int (*sendfile)(struct vmio_transport *t, struct iovec *iov, int iovcnt, int fd,
+                    uint64_t off, size_t len);
 
     /* One-sided data movement; NULL on stream-only transports (TCP).
      * mr_reg registers [addr, addr+len) for local use and for remote

@@ -772,6 +772,35 @@ START_TEST(test_server_restart)
 }
 END_TEST
 
+/* The image shrinks behind the server's back between its range check and
+ * a large READ's reply (sent by sendfile from the file): the server cannot
+ * finish the reply, closes the connection, and the client's resend gets
+ * the error; no byte of a short reply is taken for data. */
+START_TEST(test_shrunk_under_read)
+{
+    vmio_file *f = open_ok("exp/shrink.img", VMIO_O_CREATE, 8 * MiB);
+    uint8_t *b = malloc(MiB);
+    test_fill(b, MiB, 0, 45);
+    ck_assert_vmio_ok(vmio_pwrite(f, b, MiB, 4 * MiB, 0));
+    char p[400];
+    snprintf(p, sizeof p, "%s/shrink.img", expdir);
+    ck_assert_int_eq(truncate(p, 4 * MiB + 4096), 0);
+    memset(b, 0xee, MiB);
+    int r = vmio_pread(f, b, MiB, 4 * MiB);
+    ck_assert_msg(r == -EINVAL, "read over the shrunk end: %d (%s)", r, vmio_errmsg());
+    ck_assert_msg(strstr(vmio_errmsg(), "past the end") || strstr(vmio_errmsg(), "beyond"),
+                  "message '%s'", vmio_errmsg());
+    struct vmio_file_stats st = { .struct_size = sizeof st };
+    ck_assert_vmio_ok(vmio_get_stats(f, &st));
+    ck_assert_uint_eq(st.reconnects, 1);
+    /* What is still there reads fine. */
+    ck_assert_vmio_ok(vmio_pread(f, b, 4096, 4 * MiB));
+    ck_assert_int_eq(test_check(b, 4096, 0, 45), -1);
+    vmio_close(f);
+    free(b);
+}
+END_TEST
+
 /* ---- the same-host data path ------------------------------------------ */
 
 static void transport_of(vmio_file *f, char *out, size_t len)
@@ -892,6 +921,7 @@ static Suite *remote_suite(void)
     tcase_add_test(tc, test_server_stopped);
     tcase_add_test(tc, test_server_stopped_timing);
     tcase_add_test(tc, test_server_restart);
+    tcase_add_test(tc, test_shrunk_under_read);
     suite_add_tcase(s, tc);
     /* The same I/O, with the data path taken over by the client. */
     tc = tcase_create("local");
