@@ -592,8 +592,11 @@ START_TEST(test_bad_requests)
     send_io(fd, VMIO_WIRE_READ, 24, &io, NULL, 0);
     expect_error(fd, VMIO_WIRE_READ, 24, VMIO_WIRE_EINVAL, NULL);
     /* Unknown type, unknown flag, flag not valid here. */
-    send_frame(fd, 0x19, 25, 0, NULL, 0);
-    expect_error(fd, 0x19, 25, VMIO_WIRE_EPROTO, NULL);
+    send_frame(fd, 0x1a, 25, 0, NULL, 0);
+    expect_error(fd, 0x1a, 25, VMIO_WIRE_EPROTO, NULL);
+    /* LOCAL without the feature (this client did not ask for it). */
+    send_frame(fd, VMIO_WIRE_LOCAL, 27, 0, NULL, 0);
+    expect_error(fd, VMIO_WIRE_LOCAL, 27, VMIO_WIRE_ENOTSUP, "LOCAL was not negotiated");
     io = (struct vmio_wire_io){ .offset = 0, .length = 100, .flags = 0x4 };
     send_io(fd, VMIO_WIRE_READ, 26, &io, NULL, 0);
     expect_error(fd, VMIO_WIRE_READ, 26, VMIO_WIRE_EPROTO, NULL);

@@ -341,6 +341,57 @@ END_TEST
 
 /* ---- OPEN reply ------------------------------------------------------ */
 
+START_TEST(test_local_reply)
+{
+    struct vmio_wire_local_reply m = { .pidns = 0xeffffffcu, .pid = 4242, .fd = 7,
+                                       .dev = 0x10305, .ino = 0x1122334455667788ull,
+                                       .flags = VMIO_WIRE_LOCAL_RDWR }, d, keep;
+    for (int i = 0; i < 16; i++)
+        m.boot_id[i] = (uint8_t)(0xa0 + i);
+    uint8_t out[VMIO_WIRE_LOCAL_REPLY + 8];
+    memset(out, 0xee, sizeof out);
+    ck_assert_uint_eq(vmio_wire_encode_local_reply(out, &m), VMIO_WIRE_LOCAL_REPLY);
+    ck_assert_uint_eq(out[VMIO_WIRE_LOCAL_REPLY], 0xee);
+    ck_assert_uint_eq(out[0], 0xa0);
+    ck_assert(vmio_get_le64(out + 16) == m.pidns);
+    ck_assert_uint_eq(vmio_get_le32(out + 24), 4242);
+    ck_assert_uint_eq(vmio_get_le32(out + 28), 7);
+    ck_assert(vmio_get_le64(out + 40) == m.ino);
+    uint8_t *b = dup_exact(out, VMIO_WIRE_LOCAL_REPLY);
+    ck_assert_int_eq(vmio_wire_decode_local_reply(API, b, VMIO_WIRE_LOCAL_REPLY, &d), 0);
+    ck_assert_mem_eq(d.boot_id, m.boot_id, 16);
+    ck_assert(d.pidns == m.pidns && d.dev == m.dev && d.ino == m.ino);
+    ck_assert(d.pid == m.pid && d.fd == m.fd && d.flags == m.flags);
+    free(b);
+
+    /* Every other length, unknown flags, reserved bytes, pid 0, numbers
+     * above INT32_MAX: rejected, output untouched. */
+    memset(&keep, 0x5a, sizeof keep);
+    for (size_t len = 0; len < sizeof out; len++) {
+        if (len == VMIO_WIRE_LOCAL_REPLY)
+            continue;
+        b = dup_exact(out, len);
+        d = keep;
+        ck_assert_vmio_err_msg(vmio_wire_decode_local_reply(API, b, len, &d), EPROTO, API,
+                               "LOCAL reply has");
+        ck_assert_mem_eq(&d, &keep, sizeof d);
+        free(b);
+    }
+    struct { size_t at; uint32_t v; const char *needle; } bad[] = {
+        { 48, 0x2, "unknown flags" }, { 52, 1, "reserved" }, { 60, 1, "reserved" },
+        { 24, 0, "pid 0" }, { 24, 0x80000000u, "names pid" }, { 28, 0x80000000u, "descriptor" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vmio_wire_encode_local_reply(out, &m);
+        vmio_put_le32(out + bad[i].at, bad[i].v);
+        d = keep;
+        ck_assert_vmio_err_msg(vmio_wire_decode_local_reply(API, out, VMIO_WIRE_LOCAL_REPLY, &d),
+                               EPROTO, API, bad[i].needle);
+        ck_assert_mem_eq(&d, &keep, sizeof d);
+    }
+}
+END_TEST
+
 START_TEST(test_open_reply)
 {
     struct vmio_wire_open_reply m = { .size = 0x1122334455667788ull & (uint64_t)INT64_MAX,
@@ -714,7 +765,7 @@ START_TEST(test_request_type_and_status)
 
     /* Handshake messages, replies and undefined numbers are not requests. */
     static const uint16_t bad_types[] = {
-        0x00, VMIO_WIRE_HELLO, VMIO_WIRE_AUTH, VMIO_WIRE_OPEN, 0x04, 0x0f, 0x19, 0x7f,
+        0x00, VMIO_WIRE_HELLO, VMIO_WIRE_AUTH, VMIO_WIRE_OPEN, 0x04, 0x0f, 0x1a, 0x7f,
         VMIO_WIRE_READ | VMIO_WIRE_REPLY, VMIO_WIRE_FLUSH | VMIO_WIRE_REPLY,
         VMIO_WIRE_REPLY, 0x0110, 0xffff,
     };
@@ -806,6 +857,7 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_open);
     tcase_add_test(tc, test_open_reject);
     tcase_add_test(tc, test_open_reply);
+    tcase_add_test(tc, test_local_reply);
     suite_add_tcase(s, tc);
     tc = tcase_create("requests");
     tcase_add_test(tc, test_io_layout);
