@@ -24,7 +24,7 @@
  *   routes=FILE (else $VMIO_GFARM_ROUTES), secret-file=FILE (for vmiod),
  *   beneath=DIR (refuse a file whose real path is not under Gfarm DIR),
  *   cache=stream|none (read-ahead and write-behind of sequential streams,
- *   gfarm-stream.h; default stream, direct modes only). */
+ *   gfarm-stream.h; default stream, also in front of a vmiod). */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -499,6 +499,8 @@ static int gf_open(const struct vmio_uri *u, unsigned flags, const struct vmio_o
         if (r < 0)
             goto fail;
         if (r == 0) {
+            if (want_stream && (r = stream_start(s)) < 0)
+                goto fail;
             *state = s;
             return 0;
         }
@@ -644,6 +646,8 @@ static int inproc_io(struct gf_state *s, int write, const struct iovec *iov, int
 static int raw_read(void *ctx, const struct iovec *iov, int iovcnt, size_t total, uint64_t off)
 {
     struct gf_state *s = ctx;
+    if (s->mode == GF_ROUTED)
+        return s->inner->preadv(s->inner_state, iov, iovcnt, off);
     if (s->mode == GF_INPROC)
         return inproc_io(s, 0, iov, iovcnt, off);
     return helpers_io(s, 0, iov, iovcnt, total, off, 0, 0);
@@ -653,6 +657,8 @@ static int raw_write(void *ctx, const struct iovec *iov, int iovcnt, size_t tota
                      unsigned flags)
 {
     struct gf_state *s = ctx;
+    if (s->mode == GF_ROUTED)
+        return s->inner->pwritev(s->inner_state, iov, iovcnt, off, flags);
     if (s->mode == GF_INPROC) {
         int r = inproc_io(s, 1, iov, iovcnt, off);
         if (r == 0 && (flags & VMIO_REQ_FUA))
@@ -680,8 +686,6 @@ static int stream_start(struct gf_state *s)
 static int gf_preadv(void *state, const struct iovec *iov, int iovcnt, uint64_t off)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->preadv(s->inner_state, iov, iovcnt, off);
     size_t total = iov_total(iov, iovcnt);
     if (s->stream_on)
         return gfstream_read(&s->st, iov, iovcnt, total, off);
@@ -692,8 +696,6 @@ static int gf_pwritev(void *state, const struct iovec *iov, int iovcnt, uint64_t
                       unsigned flags)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->pwritev(s->inner_state, iov, iovcnt, off, flags);
     size_t total = iov_total(iov, iovcnt);
     if (s->stream_on)
         return gfstream_write(&s->st, iov, iovcnt, total, off, (flags & VMIO_REQ_FUA) != 0);
@@ -705,14 +707,13 @@ static int zeroes(struct gf_state *s, uint64_t off, uint64_t len, unsigned flags
 static int gf_write_zeroes(void *state, uint64_t off, uint64_t len, unsigned flags)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->write_zeroes(s->inner_state, off, len, flags);
     if (s->stream_on) {
         int r = gfstream_resize_begin(&s->st);    /* drain, drop read-ahead */
         if (r < 0)
             return r;
     }
-    int r = zeroes(s, off, len, flags);
+    int r = s->mode == GF_ROUTED ? s->inner->write_zeroes(s->inner_state, off, len, flags)
+                                 : zeroes(s, off, len, flags);
     if (s->stream_on)
         gfstream_resize_begin(&s->st);    /* a read-ahead that raced with us */
     return r;
@@ -759,13 +760,13 @@ static int helper_op(struct gf_state *s, int want, const struct gfh_req *q, uint
 static int gf_flush(void *state)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->flush(s->inner_state);
     if (s->stream_on) {
         int r = gfstream_drain(&s->st);
         if (r < 0)
             return r;
     }
+    if (s->mode == GF_ROUTED)
+        return s->inner->flush(s->inner_state);
     if (s->mode == GF_INPROC)
         return gfio_datasync(s->g);
     /* Every helper syncs its own gfsd file descriptor: also the clean
@@ -796,15 +797,15 @@ static int gf_get_size(void *state, uint64_t *size)
 static int gf_truncate(void *state, uint64_t size)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->truncate(s->inner_state, size);
     if (s->stream_on) {
         int r = gfstream_resize_begin(&s->st);
         if (r < 0)
             return r;
     }
     int r;
-    if (s->mode == GF_INPROC) {
+    if (s->mode == GF_ROUTED) {
+        r = s->inner->truncate(s->inner_state, size);
+    } else if (s->mode == GF_INPROC) {
         r = gfio_truncate(s->g, size);
     } else {
         struct gfh_req q = { .op = GFH_TRUNCATE, .arg0 = size };
@@ -828,17 +829,27 @@ static int gf_block_status(void *state, uint64_t off, uint64_t max, uint64_t *le
 static int gf_discard(void *state, uint64_t off, uint64_t len)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
-        return s->inner->discard(s->inner_state, off, len);
-    return vmio_set_error(API, ENOTSUP, "Gfarm cannot deallocate ranges");
+    if (s->mode != GF_ROUTED)
+        return vmio_set_error(API, ENOTSUP, "Gfarm cannot deallocate ranges");
+    if (s->stream_on) {
+        int r = gfstream_resize_begin(&s->st);    /* drain, drop read-ahead */
+        if (r < 0)
+            return r;
+    }
+    int r = s->inner->discard(s->inner_state, off, len);
+    if (s->stream_on)
+        gfstream_resize_begin(&s->st);
+    return r;
 }
 
 static int gf_submit(void *state, struct vmio_req *req)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED)
+    if (s->mode == GF_ROUTED && !s->stream_on)
         return s->inner->submit(s->inner_state, req);
-    return -ENOTSUP;     /* the storage layer's workers drive the helpers */
+    /* The storage layer's workers drive the helpers, or the stream layer
+     * in front of the vmiod. */
+    return -ENOTSUP;
 }
 
 static void gf_stats(void *state, struct vmio_file_stats *st)
