@@ -49,6 +49,7 @@
 #   COLD=0      skip the cold-cache rows (they need root)
 #   ONLY        run only these rows (names as in ROWS below, space-separated)
 #   FIO=0       skip fio;  FIO_DIRECT  fio's --direct values (default "0 1")
+#   ROUTED_OPTS URI options added to the vmiod column's, e.g. "cache=none"
 #   GFARM_OPTS  URI options of the direct and qemu columns, e.g.
 #               "helpers=8" or "cache=none" (default: none, the backend's)
 #   FUSE_EXTRA  gfarm2fs -o options of an extra FUSE column, e.g.
@@ -190,7 +191,7 @@ cat > "$TMP/routes" <<EOF
 # gfsd host   vmiod export                       Gfarm directory
 $GF_HOST1     vmio://127.0.0.1:$VMIOD_PORT/images   $GDIR
 EOF
-ROUTED_URI="gfarm://$GDIR/$IMG?route=vmiod&routes=$TMP/routes"
+ROUTED_URI="gfarm://$GDIR/$IMG?route=vmiod&routes=$TMP/routes${ROUTED_OPTS:+&$ROUTED_OPTS}"
 
 # ---- gfarm2fs mounts ----------------------------------------------------
 

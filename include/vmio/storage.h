@@ -5,7 +5,8 @@
  * URIs:
  *   /path/to/img, file:///path/to/img      local file (the embedded default)
  *   vmio://host[:port]/export/path?opt=v   a file served by vmiod
- *     options: secret-file=PATH, transport=tcp|auto, timeout=SECONDS
+ *     options: secret-file=PATH, transport=tcp|rdma|auto, timeout=SECONDS,
+ *     local=off|auto|on (same host: do the I/O on vmiod's open file)
  *
  * All functions follow the error convention of <vmio/core.h>.
  */

@@ -613,9 +613,12 @@ static void add_thread(struct conn *c, const char *why)
     pthread_mutex_unlock(&c->spawn_lock);
 }
 
-/* Requests that commonly wait for the disk, or take long anyway. */
-static int may_block(const struct vmio_wire_request *q)
+/* Requests that commonly wait for the disk, or take long anyway. Every
+ * read and write of a Gfarm export waits for gfsd. */
+static int may_block(const struct conn *c, const struct vmio_wire_request *q)
 {
+    if (c->exp->gfarm && q->hdr.type != VMIO_WIRE_SIZE)
+        return 1;
     switch (q->hdr.type) {
     case VMIO_WIRE_READ:
         return q->u.io.length > (1u << 20);
@@ -699,7 +702,7 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
     if (ret == REQ_RUN) {
         if (c->rpos < c->rlen)
             why = "more requests waiting";
-        else if (may_block(q))
+        else if (may_block(c, q))
             why = "request may block";
     }
     int call = 0;

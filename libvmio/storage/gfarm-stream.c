@@ -326,6 +326,17 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
     return st->io.read(st->io.ctx, iov, iovcnt, total, off);
 }
 
+int gfstream_read_bypass(struct gfstream *st, size_t total, uint64_t off)
+{
+    pthread_mutex_lock(&st->lock);
+    int in_window = find_win(st, off - off % STREAM_BUF) >= 0;
+    int ok = off != st->rend && !in_window && !buffered_overlap(st, off, total);
+    if (ok)
+        st->rend = off + total;
+    pthread_mutex_unlock(&st->lock);
+    return ok;
+}
+
 int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, size_t total,
                    uint64_t off, int fua)
 {

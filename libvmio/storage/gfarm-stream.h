@@ -86,6 +86,12 @@ int gfstream_read(struct gfstream *st, const struct iovec *iov, int iovcnt, size
 /* fua: bypass the buffer (after draining anything it overlaps). */
 int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, size_t total,
                    uint64_t off, int fua);
+/* May a read of [off, off+total) go around the stream layer (an
+ * asynchronous path of its own)? 1 when it is not part of a sequential
+ * stream and no buffered or in-flight write overlaps it; the layer then
+ * counts it as the last read for sequence detection. 0: use
+ * gfstream_read. */
+int gfstream_read_bypass(struct gfstream *st, size_t total, uint64_t off);
 /* Push everything to gfsd and return (and clear) a deferred error. The
  * caller then syncs. */
 int gfstream_drain(struct gfstream *st);

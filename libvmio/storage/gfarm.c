@@ -845,10 +845,14 @@ static int gf_discard(void *state, uint64_t off, uint64_t len)
 static int gf_submit(void *state, struct vmio_req *req)
 {
     struct gf_state *s = state;
-    if (s->mode == GF_ROUTED && !s->stream_on)
+    if (s->mode != GF_ROUTED)
+        return -ENOTSUP;     /* the storage layer's workers drive the helpers */
+    /* In front of a vmiod: random reads go out at once, many in flight;
+     * whatever the stream layer must see goes through the storage
+     * layer's workers and the synchronous calls. */
+    if (!s->stream_on ||
+        (req->op == VMIO_OP_READ && gfstream_read_bypass(&s->st, req->count, req->offset)))
         return s->inner->submit(s->inner_state, req);
-    /* The storage layer's workers drive the helpers, or the stream layer
-     * in front of the vmiod. */
     return -ENOTSUP;
 }
 

@@ -593,6 +593,39 @@ START_TEST(test_ryw_staged)
 }
 END_TEST
 
+/* Which reads may go around the layer (the routed asynchronous path):
+ * not one over staged or in-flight writes, not one that continues the
+ * read sequence or falls in a window; a random one may, and it then
+ * counts as the last read. */
+START_TEST(test_read_bypass)
+{
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 2 * BUF), 1);
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 2 * BUF + 4 * KiB), 0);   /* sequential */
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 8 * KiB), 1);
+    WR(0, 4 * KiB, 2);
+    WR(4 * KiB, 4 * KiB, 3);
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 6 * KiB), 0);   /* staged */
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 64 * KiB), 1);
+    /* In flight: [0, 1 MiB) held at the gate. */
+    for (uint64_t off = 8 * KiB; off < BUF; off += 4 * KiB)
+        WR(off, 4 * KiB, 4);
+    gate_close(0);
+    WR(BUF, 4 * KiB, 5);
+    gate_wait();
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 512 * KiB), 0);
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 3 * BUF), 1);
+    gate_open();
+    wait_idle();
+    /* A window being read: reads inside it are the layer's. */
+    read_is_ref(3 * BUF + 4 * KiB, 4 * KiB);     /* random: direct */
+    read_is_ref(3 * BUF + 8 * KiB, 4 * KiB);     /* sequential: window 3 */
+    ck_assert_int_eq(gfstream_read_bypass(&st, 4 * KiB, 3 * BUF + 64 * KiB), 0);
+    ck_assert_int_eq(nwrites(), 1);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+}
+END_TEST
+
 /* A read over data in flight waits for it to land. */
 START_TEST(test_ryw_in_flight)
 {
@@ -1397,6 +1430,7 @@ static Suite *gfarm_stream_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_ryw_staged);
     tcase_add_test(tc, test_ryw_in_flight);
+    tcase_add_test(tc, test_read_bypass);
     tcase_add_test(tc, test_ryw_window_beyond);
     tcase_add_test(tc, test_ryw_stage_during_drain);
     tcase_add_test(tc, test_ryw_stage_during_fetch);
