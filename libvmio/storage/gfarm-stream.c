@@ -337,6 +337,27 @@ int gfstream_read_bypass(struct gfstream *st, size_t total, uint64_t off)
     return ok;
 }
 
+int gfstream_write_bypass(struct gfstream *st, size_t total, uint64_t off, int fua)
+{
+    pthread_mutex_lock(&st->lock);
+    int small_seq = total <= STREAM_SMALL && !fua &&
+                    (off == st->wend || (st->wlen && off == st->woff + st->wlen));
+    int ok = !st->werr && !small_seq && !buffered_overlap(st, off, total);
+    if (ok) {
+        invalidate(st, off, total);
+        st->wend = off + total;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return ok;
+}
+
+void gfstream_write_bypassed(struct gfstream *st, size_t total, uint64_t off)
+{
+    pthread_mutex_lock(&st->lock);
+    invalidate(st, off, total);
+    pthread_mutex_unlock(&st->lock);
+}
+
 int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, size_t total,
                    uint64_t off, int fua)
 {

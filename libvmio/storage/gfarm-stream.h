@@ -92,6 +92,12 @@ int gfstream_write(struct gfstream *st, const struct iovec *iov, int iovcnt, siz
  * counts it as the last read for sequence detection. 0: use
  * gfstream_read. */
 int gfstream_read_bypass(struct gfstream *st, size_t total, uint64_t off);
+/* The same for a write: 1 when it is not a small sequential one and no
+ * buffered or in-flight write overlaps it; the windows over it are
+ * dropped now, and the caller calls gfstream_write_bypassed() once the
+ * write completed (a read-ahead that ran meanwhile may hold old bytes). */
+int gfstream_write_bypass(struct gfstream *st, size_t total, uint64_t off, int fua);
+void gfstream_write_bypassed(struct gfstream *st, size_t total, uint64_t off);
 /* Push everything to gfsd and return (and clear) a deferred error. The
  * caller then syncs. */
 int gfstream_drain(struct gfstream *st);

@@ -842,6 +842,41 @@ static int gf_discard(void *state, uint64_t off, uint64_t len)
     return r;
 }
 
+/* A write that went around the stream layer: once it completed, the
+ * read-ahead windows over it are dropped again. */
+struct bypass_write {
+    struct vmio_req req;
+    struct vmio_req *orig;
+    struct gf_state *s;
+};
+
+static void bypass_write_done(struct vmio_req *req, int result)
+{
+    struct bypass_write *b = (struct bypass_write *)req;
+    struct vmio_req *orig = b->orig;
+    gfstream_write_bypassed(&b->s->st, orig->count, orig->offset);
+    free(b);
+    orig->complete(orig, result);
+}
+
+static int submit_write(struct gf_state *s, struct vmio_req *orig)
+{
+    struct bypass_write *b = malloc(sizeof *b);
+    if (!b)
+        return vmio_set_error(API, ENOMEM, "out of memory");
+    b->req = *orig;
+    b->req.complete = bypass_write_done;
+    b->req.owner = b;
+    b->orig = orig;
+    b->s = s;
+    int r = s->inner->submit(s->inner_state, &b->req);
+    if (r < 0) {
+        free(b);
+        gfstream_write_bypassed(&s->st, orig->count, orig->offset);
+    }
+    return r;
+}
+
 static int gf_submit(void *state, struct vmio_req *req)
 {
     struct gf_state *s = state;
@@ -853,6 +888,9 @@ static int gf_submit(void *state, struct vmio_req *req)
     if (!s->stream_on ||
         (req->op == VMIO_OP_READ && gfstream_read_bypass(&s->st, req->count, req->offset)))
         return s->inner->submit(s->inner_state, req);
+    if (req->op == VMIO_OP_WRITE &&
+        gfstream_write_bypass(&s->st, req->count, req->offset, (req->flags & VMIO_REQ_FUA) != 0))
+        return submit_write(s, req);
     return -ENOTSUP;
 }
 

@@ -626,6 +626,30 @@ START_TEST(test_read_bypass)
 }
 END_TEST
 
+/* Writes around the layer: not a small sequential one, not one over
+ * buffered bytes; one that may drops the windows over it, before and
+ * after (a read-ahead may have run while it was on its way). */
+START_TEST(test_write_bypass)
+{
+    WR(0, 4 * KiB, 2);
+    ck_assert_int_eq(gfstream_write_bypass(&st, 4 * KiB, 4 * KiB, 0), 0);   /* continues */
+    ck_assert_int_eq(gfstream_write_bypass(&st, 4 * KiB, 0, 0), 0);         /* staged */
+    ck_assert_int_eq(gfstream_write_bypass(&st, 4 * KiB, 2 * BUF, 0), 1);
+    ck_assert_int_eq(gfstream_write_bypass(&st, 128 * KiB, 2 * BUF + 4 * KiB, 0), 1);
+    ck_assert_int_eq(gfstream_write_bypass(&st, 4 * KiB, 2 * BUF + 132 * KiB, 1), 1); /* FUA */
+    /* A window over a bypassed write is gone. */
+    read_is_ref(3 * BUF, 4 * KiB);
+    read_is_ref(3 * BUF + 4 * KiB, 4 * KiB);       /* window 3 */
+    ra_idle();
+    ck_assert_int_eq(win_state(3 * BUF), GFSTREAM_WIN_READY);
+    ck_assert_int_eq(gfstream_write_bypass(&st, 64 * KiB, 3 * BUF + 512 * KiB, 0), 1);
+    ck_assert_int_eq(win_state(3 * BUF), GFSTREAM_WIN_EMPTY);
+    gfstream_write_bypassed(&st, 64 * KiB, 3 * BUF + 512 * KiB);
+    ck_assert_vmio_ok(gfstream_drain(&st));
+    disk_is_ref();
+}
+END_TEST
+
 /* A read over data in flight waits for it to land. */
 START_TEST(test_ryw_in_flight)
 {
@@ -1431,6 +1455,7 @@ static Suite *gfarm_stream_suite(void)
     tcase_add_test(tc, test_ryw_staged);
     tcase_add_test(tc, test_ryw_in_flight);
     tcase_add_test(tc, test_read_bypass);
+    tcase_add_test(tc, test_write_bypass);
     tcase_add_test(tc, test_ryw_window_beyond);
     tcase_add_test(tc, test_ryw_stage_during_drain);
     tcase_add_test(tc, test_ryw_stage_during_fetch);
