@@ -16,11 +16,12 @@
 #include "core/internal.h"
 #include "transport/transport.h"
 
-static int tcp_sendv(struct vmio_transport *t, struct iovec *iov, int iovcnt)
+/* Send every byte of iov with sendmsg flags (MSG_NOSIGNAL added). */
+static int send_all(struct vmio_transport *t, struct iovec *iov, int iovcnt, int flags)
 {
     while (iovcnt > 0) {
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)(iovcnt > 1024 ? 1024 : iovcnt) };
-        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL | flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -39,28 +40,18 @@ static int tcp_sendv(struct vmio_transport *t, struct iovec *iov, int iovcnt)
     return 0;
 }
 
+static int tcp_sendv(struct vmio_transport *t, struct iovec *iov, int iovcnt)
+{
+    return send_all(t, iov, iovcnt, 0);
+}
+
 static int tcp_sendfile(struct vmio_transport *t, struct iovec *iov, int iovcnt, int fd,
                         uint64_t off, size_t len)
 {
     /* The header with MSG_MORE: it leaves in one segment with the data. */
-    while (iovcnt > 0) {
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_MORE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
-    }
+    int r = send_all(t, iov, iovcnt, MSG_MORE);
+    if (r < 0)
+        return r;
     off_t o = (off_t)off;
     while (len > 0) {
         ssize_t n = sendfile(t->fd, fd, &o, len);
