@@ -370,6 +370,14 @@ fail:
     return r;
 }
 
+/* Flags of a second open of the same image: it exists now, and what
+ * CREATE/TRUNC did must not be done again. */
+static unsigned reopen_flags(const struct remote_state *s)
+{
+    return s->open_flags & ~(unsigned)(VMIO_WIRE_OPEN_CREATE | VMIO_WIRE_OPEN_TRUNC |
+                                       VMIO_WIRE_OPEN_EXCL);
+}
+
 /* ---- in-flight table ------------------------------------------------ */
 
 static void table_add(struct remote_state *s, struct rpart *p)
@@ -978,10 +986,8 @@ static int reconnect(struct remote_state *s)
             return -ESHUTDOWN;
         struct vmio_transport *t;
         struct vmio_wire_open_reply orep;
-        unsigned fl = s->open_flags & ~(VMIO_WIRE_OPEN_CREATE | VMIO_WIRE_OPEN_TRUNC |
-                                        VMIO_WIRE_OPEN_EXCL);
         int rdma = 0;
-        int r = handshake(s, fl, &t, &orep, &rdma);
+        int r = handshake(s, reopen_flags(s), &t, &orep, &rdma);
         if (r == 0) {
             pthread_mutex_lock(&s->send_lock);
             s->t_rdma = rdma;
@@ -1181,11 +1187,14 @@ static int run_sync(struct remote_state *s, int opcode, uint16_t type, const str
 
 /* Ask for the server's descriptor and take it over. Runs in remote_open
  * on the fresh connection, before anything else is in flight. Returns 0
- * with s->local set, or < 0 with the reason recorded. */
-static int local_take(struct remote_state *s)
+ * with s->local set, or < 0 with the reason recorded; *broken is set when
+ * the connection can no longer be used (the exchange did not complete). */
+static int local_take(struct remote_state *s, int *broken)
 {
+    *broken = 0;
     if (!(s->features & VMIO_WIRE_F_LOCAL))
         return vmio_set_error(API, ENOTSUP, "%s offers no local data path", s->t->peer);
+    *broken = 1;
     int r = send_frame(s->t, VMIO_WIRE_LOCAL, NULL, 0);
     if (r < 0)
         return r;
@@ -1197,6 +1206,7 @@ static int local_take(struct remote_state *s)
     vmio_transport_set_recv_timeout(s->t, 0);
     if (r < 0)
         return r;
+    *broken = 0;
     if (h.status != 0)
         return server_error(s->t, &h, buf, "the local data path");
     struct vmio_wire_local_reply m;
@@ -1546,7 +1556,24 @@ static int remote_open(const struct vmio_uri *u, unsigned flags,
     s->caps = orep.caps;
     s->state = ST_CONNECTED;
     if (s->local_mode != LOCAL_OFF) {
-        r = local_take(s);
+        int broken;
+        r = local_take(s, &broken);
+        if (r < 0 && s->local_mode == LOCAL_AUTO && broken) {
+            /* The exchange broke off: a fresh connection, without it. */
+            struct vmio_error_copy ec;
+            vmio_error_save(&ec);
+            vmio_transport_close(s->t);
+            s->t = NULL;
+            s->local_mode = LOCAL_OFF;
+            int hr = handshake(s, reopen_flags(s), &s->t, &orep, &s->t_rdma);
+            if (hr < 0) {
+                r = hr;
+                goto fail;
+            }
+            s->max_io = orep.max_io;
+            s->caps = orep.caps;
+            vmio_error_restore(&ec);
+        }
         if (r < 0 && s->local_mode == LOCAL_ON) {
             vmio_transport_close(s->t);
             s->t = NULL;
