@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -664,6 +665,133 @@ START_TEST(test_read_only_open)
 }
 END_TEST
 
+/* ---- the client against a hand-driven server ---------------------------- */
+
+/* Grants LOCAL in HELLO, answers AUTH and OPEN, and closes the connection
+ * when LOCAL comes instead of answering it; a second connection, if the
+ * client makes one, answers SIZE until the client sends anything else. */
+struct fake {
+    int lfd;
+    int conns;                   /* connections to accept */
+    uint32_t features[2];        /* what each HELLO asked for */
+    uint16_t after_open[2];      /* type of the first frame after OPEN, 0: none */
+};
+
+static void *fake_main(void *arg)
+{
+    struct fake *f = arg;
+    static uint8_t body[ERR_BODY_MAX];
+    for (int i = 0; i < f->conns; i++) {
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            return NULL;
+        struct vmio_wire_hdr h;
+        struct vmio_wire_hello hello;
+        if (recv_frame(fd, &h, body, sizeof body) < 0 ||
+            vmio_wire_decode_hello("fake", body, h.length, &hello) < 0) {
+            close(fd);
+            return NULL;
+        }
+        f->features[i] = hello.features;
+        struct vmio_wire_hello_reply hr = { .version = VMIO_WIRE_VERSION,
+                                            .features = hello.features };
+        memset(hr.nonce, 0x5c + i, sizeof hr.nonce);
+        vmio_auth_server_proof((const uint8_t *)SECRET, strlen(SECRET), hello.nonce, hr.nonce,
+                               hr.proof);
+        uint8_t out[8 + VMIO_WIRE_NONCE_SIZE + VMIO_WIRE_PROOF_SIZE];
+        send_frame(fd, VMIO_WIRE_HELLO | VMIO_WIRE_REPLY, h.id, 0, out,
+                   (uint32_t)vmio_wire_encode_hello_reply(out, &hr));
+        if (recv_frame(fd, &h, body, sizeof body) < 0) {           /* AUTH */
+            close(fd);
+            return NULL;
+        }
+        send_frame(fd, VMIO_WIRE_AUTH | VMIO_WIRE_REPLY, h.id, 0, NULL, 0);
+        if (recv_frame(fd, &h, body, sizeof body) < 0) {           /* OPEN */
+            close(fd);
+            return NULL;
+        }
+        struct vmio_wire_open_reply orep = { .size = IMG_SIZE, .caps = VMIO_CAP_FLUSH,
+                                             .max_io = 1u << 20 };
+        uint8_t ob[16];
+        send_frame(fd, VMIO_WIRE_OPEN | VMIO_WIRE_REPLY, h.id, 0, ob,
+                   (uint32_t)vmio_wire_encode_open_reply(ob, &orep));
+        /* LOCAL: dropped. Otherwise SIZE is answered until the client
+         * disconnects. */
+        while (recv_frame(fd, &h, body, sizeof body) == 0) {
+            if (h.type != VMIO_WIRE_SIZE) {
+                f->after_open[i] = h.type;
+                break;
+            }
+            uint8_t sb[8];
+            vmio_put_le64(sb, IMG_SIZE);
+            send_frame(fd, VMIO_WIRE_SIZE | VMIO_WIRE_REPLY, h.id, 0, sb, sizeof sb);
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_start(struct fake *f, int conns, pthread_t *th, char *uri, size_t len)
+{
+    memset(f, 0, sizeof *f);
+    f->conns = conns;
+    f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f->lfd, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(f->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
+    ck_assert_int_eq(pthread_create(th, NULL, fake_main, f), 0);
+    char sp[400];
+    snprintf(sp, sizeof sp, "%s/secret", dir);
+    int fd = open(sp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, SECRET, strlen(SECRET)), (ssize_t)strlen(SECRET));
+    close(fd);
+    snprintf(uri, len, "vmio://127.0.0.1:%u/exp/img?transport=tcp&secret-file=%s&local=",
+             ntohs(sa.sin_port), sp);
+}
+
+/* A LOCAL exchange that breaks off: local=auto opens a fresh connection
+ * without asking again and says why; local=on fails with the reason. */
+START_TEST(test_local_broken_off)
+{
+    struct fake f;
+    pthread_t th;
+    char uri[600];
+    fake_start(&f, 2, &th, uri, sizeof uri - 8);
+    strcat(uri, "auto");
+    vmio_file *vf = NULL;
+    ck_assert_vmio_ok(vmio_open(uri, 0, &vf));
+    struct vmio_file_stats st = { .struct_size = sizeof st };
+    ck_assert_vmio_ok(vmio_get_stats(vf, &st));
+    ck_assert_msg(strstr(st.transport, "no local path: ") &&
+                  strstr(st.transport, "the local data path request"),
+                  "transport '%s'", st.transport);
+    uint64_t size = 0;
+    ck_assert_vmio_ok(vmio_get_size(vf, &size));     /* from the second OPEN reply */
+    ck_assert(size == IMG_SIZE);
+    vmio_close(vf);
+    pthread_join(th, NULL);
+    close(f.lfd);
+    ck_assert(f.features[0] & VMIO_WIRE_F_LOCAL);
+    ck_assert_uint_eq(f.after_open[0], VMIO_WIRE_LOCAL);         /* dropped */
+    ck_assert(!(f.features[1] & VMIO_WIRE_F_LOCAL));            /* not asked again */
+    ck_assert_uint_eq(f.after_open[1], VMIO_WIRE_DISCONNECT);
+
+    fake_start(&f, 1, &th, uri, sizeof uri - 8);
+    strcat(uri, "on");
+    vf = NULL;
+    ck_assert_vmio_err_msg(vmio_open(uri, 0, &vf), ECONNRESET, "vmio_open",
+                           "the local data path request");
+    ck_assert_ptr_null(vf);
+    pthread_join(th, NULL);
+    close(f.lfd);
+}
+END_TEST
+
 static Suite *raw_suite(void)
 {
     Suite *s = suite_create("protocol-raw");
@@ -677,6 +805,7 @@ static Suite *raw_suite(void)
     tcase_add_test(tc, test_bad_handshake);
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_read_only_open);
+    tcase_add_test(tc, test_local_broken_off);
     suite_add_tcase(s, tc);
     return s;
 }
