@@ -193,7 +193,9 @@ export VMIO_GROUP_STATE_DIR=$TMP/state
 VG_PRELOAD=
 asan_rt=$(ldd "$VMIO_GROUP" | awk '/libasan\.so/ { print $3 }')
 if [ -n "$asan_rt" ]; then
-    tirpc=$(ldconfig -p | awk '/libtirpc\.so\.3 / { print $NF; exit }')
+    # (awk reads to the end: an early exit would kill ldconfig with SIGPIPE,
+    # which pipefail turns into the script's exit status.)
+    tirpc=$(ldconfig -p | awk '/libtirpc\.so\.3 / && !found { print $NF; found = 1 }')
     [ -n "$tirpc" ] && VG_PRELOAD="$asan_rt $tirpc"
     # LeakSanitizer's exit-time scan crashes on the threads libvirt's remote
     # driver leaves running; leaks are checked on the test driver instead

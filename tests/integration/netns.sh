@@ -45,7 +45,7 @@ cmp "$TMP/src.raw" "$TMP/back.raw" || fail "image copied out of the namespace di
 ok "copy out across the veth pair"
 
 # The bytes really crossed the link.
-rx=$(ip -n "$NS_SRV" -s link show "$VETH_SRV" | awk '/RX:/ { getline; print $1; exit }')
+rx=$(ip -n "$NS_SRV" -s link show "$VETH_SRV" | awk '/RX:/ && !done { getline; print $1; done = 1 }')
 [ "${rx:-0}" -gt $(( 19 * 1048576 )) ] || fail "only ${rx:-0} bytes were received on $VETH_SRV"
 ok "$rx bytes received on the server's veth"
 
