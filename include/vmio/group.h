@@ -168,7 +168,9 @@ int vmio_group_get_policy(vmio_group *g, struct vmio_group_policy *policy);
 
 /* Bring every member to the policy. Idempotent; *report (optional) lists
  * what changed (or would change). Members the backend no longer knows are
- * reported as warnings, not errors. */
+ * reported as warnings, not errors. On failure nothing is left changed:
+ * the changes already made are undone, newest first, and the error
+ * message says so (or names the first undo that failed in turn). */
 int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report **report);
 
 /* One change made by apply (or that a dry run would make). */

@@ -561,7 +561,10 @@ static int lv_vm_get(struct vmio_group_conn *c, const char *vm, struct vmio_grou
         vmio_cpuset_from_map(&out->emulator_pin, maps, (size_t)maplen);
     free(maps);
     vmio_cpuset_zero(&out->mem_nodes);
-    sched_get(d, out);
+    /* the test driver reports a fixed weight of 50 whatever is set: its
+     * weight and cap are the ones kept in the XML (from_xml) */
+    if (!p->is_test)
+        sched_get(d, out);
     numa_get(d, out);
     tag_get(d, out);
     xmlDocPtr doc = inactive_xml(d);
@@ -777,6 +780,8 @@ static int edit_tune(xmlDocPtr doc, void *arg)
     char buf[32];
     if (a->weight) {
         drop_child(ct, "shares");
+        if (!a->value)
+            return 0; /* back to none (undoing a first weight) */
         snprintf(buf, sizeof buf, "%" PRIu64, a->value);
         return xmlNewChild(ct, NULL, BAD_CAST "shares", BAD_CAST buf) ? 0 : -1;
     }

@@ -925,6 +925,26 @@ static int xen_pool_move(struct vmio_group_conn *c, const char *vm, const char *
     return move_domain(p, API_APPLY, vm, &di, to);
 }
 
+static int xen_pool_get(struct vmio_group_conn *c, const char *pool, int *exists,
+                        struct vmio_cpuset *cpus, char *sched, size_t schedlen)
+{
+    struct xen_priv *p = priv(c);
+    xc_cpupoolinfo_t *pi = NULL;
+    int rc = pool_find(p, API_APPLY, pool, &pi);
+    if (rc < 0)
+        return rc;
+    *exists = pi != NULL;
+    vmio_cpuset_zero(cpus);
+    if (schedlen)
+        sched[0] = '\0';
+    if (pi) {
+        vmio_cpuset_from_map(cpus, pi->cpumap, (size_t)p->mapsize);
+        snprintf(sched, schedlen, "%s", sched_name((int)pi->sched_id));
+        xc_cpupool_infofree(p->xch, pi);
+    }
+    return 0;
+}
+
 static int xen_pool_destroy(struct vmio_group_conn *c, const char *pool, int dry_run,
                             struct vmio_group_report *rep)
 {
@@ -970,6 +990,7 @@ const struct vmio_group_backend vmio_group_backend_xen = {
     .set_shmem = NULL,
     .set_tag = xen_set_tag,
     .pool_ensure = xen_pool_ensure,
+    .pool_get = xen_pool_get,
     .pool_move = xen_pool_move,
     .pool_destroy = xen_pool_destroy,
     .default_weight = 256,

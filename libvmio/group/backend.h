@@ -78,6 +78,10 @@ struct vmio_group_backend {
     int (*pool_move)(struct vmio_group_conn *c, const char *vm, const char *pool);
     int (*pool_destroy)(struct vmio_group_conn *c, const char *pool, int dry_run,
                         struct vmio_group_report *rep);
+    /* What pool_ensure would change, for undoing it: *exists, and if so its
+     * CPUs and scheduler's name. NULL: a pool change cannot be undone. */
+    int (*pool_get)(struct vmio_group_conn *c, const char *pool, int *exists,
+                    struct vmio_cpuset *cpus, char *sched, size_t schedlen);
     /* Default weight a VM is put back to when it leaves a group. */
     unsigned default_weight;
     /* Names of every VM the backend knows (*names malloc'd, each string
@@ -108,6 +112,10 @@ void vmio_group_report_add(struct vmio_group_report *r, const char *vm, const ch
 void vmio_group_report_warn(struct vmio_group_report *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 struct vmio_group_report *vmio_group_report_new(void);
+
+/* Tests only: the nth change made by the following vmio_group_apply calls
+ * fails with EIO (0: none), so that undoing can be checked at every step. */
+void vmio_group_test_fail_change(unsigned n);
 
 /* libvirt, loaded at run time (libvirt-dl.c): linked into libvmio it would
  * load GnuTLS and the rest of its tree into every program. Returns the

@@ -25,6 +25,7 @@
 #include "core/internal.h"
 #include "group/backend.h"
 #include "group/state.h"
+#include "group/undo.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/vmio/groups"
 
@@ -495,17 +496,22 @@ static int undo_member(const char *api, struct vmio_group_conn *c,
                 r = vmio_error_reprefix(api, r);
         }
     }
-    if (r == 0 && applied && st->weight && be->set_weight && cur->weight != be->default_weight) {
+    /* weight and cap: what the VM had before the group (state file), else
+     * the backend's default weight and no cap */
+    const struct vmio_group_saved *sv = vmio_group_state_saved(st, vm);
+    unsigned wback = sv ? sv->weight : be->default_weight, cback = sv ? sv->cap : 0;
+    if (r == 0 && applied && st->weight && be->set_weight && cur->weight != wback) {
         snprintf(b1, sizeof b1, "%u", cur->weight);
-        snprintf(b2, sizeof b2, "%u", be->default_weight);
-        vmio_group_report_add(rep, vm, "weight", b1, b2);
-        if (!dry && (r = be->set_weight(c, vm, be->default_weight)) < 0)
+        snprintf(b2, sizeof b2, "%u", wback);
+        vmio_group_report_add(rep, vm, "weight", b1, wback ? b2 : "");
+        if (!dry && (r = be->set_weight(c, vm, wback)) < 0)
             r = vmio_error_reprefix(api, r);
     }
-    if (r == 0 && applied && st->cap && be->set_cap && cur->cap) {
+    if (r == 0 && applied && st->cap && be->set_cap && cur->cap != cback) {
         snprintf(b1, sizeof b1, "%u", cur->cap);
-        vmio_group_report_add(rep, vm, "cap", b1, "0");
-        if (!dry && (r = be->set_cap(c, vm, 0)) < 0)
+        snprintf(b2, sizeof b2, "%u", cback);
+        vmio_group_report_add(rep, vm, "cap", b1, b2);
+        if (!dry && (r = be->set_cap(c, vm, cback)) < 0)
             r = vmio_error_reprefix(api, r);
     }
     if (r == 0 && applied && st->locality != VMIO_GROUP_NEAR_ANY && be->set_mem_nodes &&
@@ -626,6 +632,7 @@ VMIO_API int vmio_group_remove(vmio_group *g, const char *vm)
     c->report = NULL;
     if ((r = undo_member(api, c, &g->st, vm, &topo, &taken, 0, NULL)) < 0)
         goto out;
+    vmio_group_state_forget(&g->st, vm);
     free(g->st.members[idx]);
     memmove(&g->st.members[idx], &g->st.members[idx + 1],
             (g->st.nmembers - (size_t)idx - 1) * sizeof *g->st.members);
@@ -745,6 +752,8 @@ VMIO_API int vmio_group_set_policy(vmio_group *g, const struct vmio_group_policy
     struct vmio_group_state np = g->st;
     np.members = NULL;
     np.nmembers = 0;
+    np.saved = NULL;
+    np.nsaved = 0;
     np.pin = p.pin;
     np.locality = p.locality;
     np.dedicated = p.dedicated ? 1 : 0;
@@ -789,6 +798,8 @@ VMIO_API int vmio_group_set_policy(vmio_group *g, const struct vmio_group_policy
         return lk;
     np.members = g->st.members;
     np.nmembers = g->st.nmembers;
+    np.saved = g->st.saved;
+    np.nsaved = g->st.nsaved;
     np.placed = g->st.placed;
     g->st = np;
     r = vmio_group_state_save(api, g->conn->state_dir, &g->st);
@@ -827,7 +838,61 @@ struct apply_ctx {
     struct vmio_group_report *rep;
     int dry;
     int pin;
+    struct vmio_cpuset all_nodes;   /* "no binding", to undo a first one */
+    struct vmio_undo undo;
+    struct vmio_group_state *mst;   /* = st, to keep what members had */
+    int mst_changed;
 };
+
+/* Tests: the nth change of the next applies fails (EIO), counted from 1. */
+static unsigned fail_change_at, changes_made;
+
+void vmio_group_test_fail_change(unsigned n)
+{
+    fail_change_at = n;
+    changes_made = 0;
+}
+
+/* Before each change: 0, or the injected failure (tests). */
+static int injected(struct apply_ctx *a)
+{
+    if (fail_change_at && ++changes_made == fail_change_at)
+        return vmio_set_error(a->api, EIO, "injected failure of change %u", fail_change_at);
+    return 0;
+}
+
+/* After a change whose undo entry was reserved (filled by the caller from
+ * the VM's current state) and which returned r: a change that could not
+ * be made leaves the log again. */
+static int change_made(struct apply_ctx *a, int r)
+{
+    if (r < 0) {
+        vmio_undo_cancel(&a->undo);
+        return vmio_error_reprefix(a->api, r);
+    }
+    return 0;
+}
+
+/* Reserve an undo entry of kind for vm, or return from the caller. */
+#define UNDO_ENTRY(u, k, vmname)                                                       \
+    struct vmio_undo_entry *u = vmio_undo_reserve(api, &a->undo);                      \
+    if (!u)                                                                            \
+        return -ENOMEM;                                                                \
+    u->kind = (k);                                                                     \
+    snprintf(u->vm, sizeof u->vm, "%s", (vmname))
+
+/* Make one change of apply unless dry run: UNDO_ENTRY first, then this. */
+#define MAKE(u, call)                                                                  \
+    do {                                                                               \
+        if (dry) {                                                                     \
+            vmio_undo_cancel(&a->undo);                                                \
+        } else {                                                                       \
+            int mr_ = injected(a);                                                     \
+            mr_ = change_made(a, mr_ < 0 ? mr_ : (call));                              \
+            if (mr_ < 0)                                                               \
+                return mr_;                                                            \
+        }                                                                              \
+    } while (0)
 
 static int diff_set(struct apply_ctx *a, const char *vm, const char *what,
                     const struct vmio_cpuset *cur, const struct vmio_cpuset *want, int *changed)
@@ -854,30 +919,54 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
     int dry = a->dry, ch;
     char b1[512], b2[512], what[32];
 
+    char pool[VMIO_GROUP_NAME_MAX + 8];
+    snprintf(pool, sizeof pool, "vmio-%s", st->name);
+    if (!dry && st->dedicated && be->pool_move && strcmp(cur->pool, pool) != 0) {
+        /* pinning it into the pool's CPUs may move it there (Xen) */
+        UNDO_ENTRY(u, VMIO_UNDO_POOL_MOVE, vm);
+        snprintf(u->name, sizeof u->name, "%s", cur->pool);
+        u->guard = 1;
+    }
     if (a->pin != VMIO_GROUP_PIN_NONE) {
         for (unsigned v = 0; v < cur->nvcpus && v < VMIO_GROUP_MAX_VCPUS; v++) {
             snprintf(what, sizeof what, "vcpupin %u", v);
             diff_set(a, vm, what, &cur->vcpu_pin[v], &res->vcpu[m][v], &ch);
-            if (ch)
-                CHANGE(be->set_vcpu_pin(c, vm, v, &res->vcpu[m][v]));
+            if (ch) {
+                UNDO_ENTRY(u, VMIO_UNDO_VCPU_PIN, vm);
+                u->vcpu = v;
+                u->set = cur->vcpu_pin[v];
+                MAKE(u, be->set_vcpu_pin(c, vm, v, &res->vcpu[m][v]));
+            }
         }
         if (be->set_emulator_pin && !vmio_cpuset_empty(&res->emulator)) {
             diff_set(a, vm, "emulatorpin", &cur->emulator_pin, &res->emulator, &ch);
-            if (ch)
-                CHANGE(be->set_emulator_pin(c, vm, &res->emulator));
+            if (ch) {
+                UNDO_ENTRY(u, VMIO_UNDO_EMULATOR_PIN, vm);
+                u->set = cur->emulator_pin;
+                MAKE(u, be->set_emulator_pin(c, vm, &res->emulator));
+            }
         } else if (st->housekeeping[0] && m == 0) {
             vmio_group_report_warn(a->rep, "the %s backend cannot pin emulator threads: "
                                    "housekeeping CPUs are only kept free of vCPUs", be->name);
         }
     }
     unsigned share = total_vcpus ? cur->nvcpus : 1, total = total_vcpus ? total_vcpus : 1;
+    if (!dry && ((st->weight && be->set_weight) || (st->cap && be->set_cap))) {
+        /* before the first change of either: what to put back at remove */
+        int s = vmio_group_state_save_before(a->mst, vm, cur->weight, cur->cap);
+        if (s < 0)
+            return vmio_set_error(api, ENOMEM, "out of memory");
+        a->mst_changed |= s;
+    }
     if (st->weight && be->set_weight) {
         unsigned w = (unsigned)VMIO_MAX(1ull, (uint64_t)st->weight * share / total);
         if (w != cur->weight) {
             snprintf(b1, sizeof b1, "%u", cur->weight);
             snprintf(b2, sizeof b2, "%u", w);
             vmio_group_report_add(a->rep, vm, "weight", cur->weight ? b1 : "", b2);
-            CHANGE(be->set_weight(c, vm, w));
+            UNDO_ENTRY(u, VMIO_UNDO_WEIGHT, vm);
+            u->value = cur->weight;
+            MAKE(u, be->set_weight(c, vm, w));
         }
     }
     if (st->cap && be->set_cap) {
@@ -886,40 +975,68 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
             snprintf(b1, sizeof b1, "%u", cur->cap);
             snprintf(b2, sizeof b2, "%u", w);
             vmio_group_report_add(a->rep, vm, "cap", cur->cap ? b1 : "", b2);
-            CHANGE(be->set_cap(c, vm, w));
+            UNDO_ENTRY(u, VMIO_UNDO_CAP, vm);
+            u->value = cur->cap;
+            MAKE(u, be->set_cap(c, vm, w));
         }
     }
     if (st->locality != VMIO_GROUP_NEAR_ANY && !vmio_cpuset_empty(&res->nodes)) {
         if (be->set_mem_nodes) {
             diff_set(a, vm, "numatune", &cur->mem_nodes, &res->nodes, &ch);
-            if (ch)
-                CHANGE(be->set_mem_nodes(c, vm, &res->nodes));
+            if (ch) {
+                UNDO_ENTRY(u, VMIO_UNDO_MEM_NODES, vm);
+                u->set = vmio_cpuset_empty(&cur->mem_nodes) ? a->all_nodes : cur->mem_nodes;
+                MAKE(u, be->set_mem_nodes(c, vm, &res->nodes));
+            }
         } else if (m == 0) {
             vmio_group_report_warn(a->rep, "the %s backend cannot bind memory to NUMA nodes: "
                                    "only the vCPUs are placed", be->name);
         }
     }
     if (st->dedicated && be->pool_move) {
-        char pool[VMIO_GROUP_NAME_MAX + 8];
-        snprintf(pool, sizeof pool, "vmio-%s", st->name);
         if (strcmp(cur->pool, pool) != 0) {
             vmio_group_report_add(a->rep, vm, "cpupool", cur->pool, pool);
-            CHANGE(be->pool_move(c, vm, pool));
+            UNDO_ENTRY(u, VMIO_UNDO_POOL_MOVE, vm);
+            snprintf(u->name, sizeof u->name, "%s", cur->pool);
+            MAKE(u, be->pool_move(c, vm, pool));
         }
     }
     if (st->shmem_bytes && be->set_shmem && cur->shmem_bytes != st->shmem_bytes) {
         snprintf(b1, sizeof b1, "%" PRIu64, cur->shmem_bytes);
         snprintf(b2, sizeof b2, "%" PRIu64, st->shmem_bytes);
         vmio_group_report_add(a->rep, vm, "shmem", cur->shmem_bytes ? b1 : "", b2);
-        CHANGE(be->set_shmem(c, vm, st->name, st->shmem_bytes));
+        UNDO_ENTRY(u, VMIO_UNDO_SHMEM, vm);
+        snprintf(u->name, sizeof u->name, "%s", st->name);
+        u->bytes = cur->shmem_bytes;
+        MAKE(u, be->set_shmem(c, vm, st->name, st->shmem_bytes));
     }
     if (be->set_tag && (cur->tag_id != st->id || strcmp(cur->tag_name, st->name) != 0)) {
         snprintf(b1, sizeof b1, "%" PRIu32 ":%s", cur->tag_id, cur->tag_name);
         snprintf(b2, sizeof b2, "%" PRIu32 ":%s", st->id, st->name);
         vmio_group_report_add(a->rep, vm, "metadata", cur->tag_id ? b1 : "", b2);
-        CHANGE(be->set_tag(c, vm, st->id, st->name));
+        UNDO_ENTRY(u, VMIO_UNDO_TAG, vm);
+        u->id = cur->tag_id;
+        snprintf(u->name, sizeof u->name, "%s", cur->tag_name);
+        MAKE(u, be->set_tag(c, vm, st->id, st->name));
     }
     return 0;
+}
+
+/* Pin a VM outside the group (kind: vCPU or emulator), logged for undo. */
+static int other_change(struct apply_ctx *a, enum vmio_undo_kind kind, const char *vm,
+                        unsigned vcpu, const struct vmio_cpuset *had,
+                        const struct vmio_cpuset *want)
+{
+    const char *api = a->api;
+    const struct vmio_group_backend *be = a->c->be;
+    UNDO_ENTRY(u, kind, vm);
+    u->vcpu = vcpu;
+    u->set = *had;
+    int r = injected(a);
+    if (r == 0)
+        r = kind == VMIO_UNDO_VCPU_PIN ? be->set_vcpu_pin(a->c, vm, vcpu, want)
+                                       : be->set_emulator_pin(a->c, vm, want);
+    return change_made(a, r);
 }
 
 /* Dedicated CPUs without pools: every VM outside the group is pinned off
@@ -967,8 +1084,8 @@ static int keep_others_off(struct apply_ctx *a, const struct vmio_cpuset *group_
             int ch;
             snprintf(what, sizeof what, "vcpupin %u", v);
             diff_set(a, names[i], what, &cur->vcpu_pin[v], &want, &ch);
-            if (ch && !dry && (r = be->set_vcpu_pin(c, names[i], v, &want)) < 0)
-                r = vmio_error_reprefix(api, r);
+            if (ch && !dry)
+                r = other_change(a, VMIO_UNDO_VCPU_PIN, names[i], v, &cur->vcpu_pin[v], &want);
         }
         if (r == 0 && be->set_emulator_pin && !vmio_cpuset_empty(&cur->emulator_pin)) {
             struct vmio_cpuset want = cur->emulator_pin;
@@ -977,8 +1094,9 @@ static int keep_others_off(struct apply_ctx *a, const struct vmio_cpuset *group_
                 want = rest;
             int ch;
             diff_set(a, names[i], "emulatorpin", &cur->emulator_pin, &want, &ch);
-            if (ch && !dry && (r = be->set_emulator_pin(c, names[i], &want)) < 0)
-                r = vmio_error_reprefix(api, r);
+            if (ch && !dry)
+                r = other_change(a, VMIO_UNDO_EMULATOR_PIN, names[i], 0, &cur->emulator_pin,
+                                 &want);
         }
     }
     free(cur);
@@ -986,6 +1104,30 @@ static int keep_others_off(struct apply_ctx *a, const struct vmio_cpuset *group_
         free(names[i]);
     free(names);
     return r;
+}
+
+/* A step of apply failed with r: put back what the earlier steps changed
+ * and say so after the reason of the failure. */
+static int roll_back(struct apply_ctx *a, int r)
+{
+    size_t made = vmio_undo_changes(&a->undo);
+    if (a->undo.n == 0)
+        return r;
+    struct vmio_error_copy e;
+    vmio_error_save(&e);
+    char why[160];
+    size_t left = vmio_undo_run(a->c, &a->undo, why, sizeof why);
+    const char *m = strstr(e.msg, ": ");
+    m = m ? m + 2 : e.msg;
+    if (left == 0 && made == 0) {
+        vmio_error_restore(&e);
+        return r;
+    }
+    if (left == 0)
+        return vmio_set_error(a->api, -r, "%.140s (the %zu change%s made before it %s undone)",
+                              m, made, made == 1 ? "" : "s", made == 1 ? "was" : "were");
+    return vmio_set_error(a->api, -r, "%.90s; %zu of the %zu changes made before it could not "
+                          "be undone, first %s", m, left, made, why);
 }
 
 /* "group 4-7; web1 4,5; web2 6,7" */
@@ -1041,7 +1183,7 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
     struct vmio_place_request req = { 0 };
     int placed = 0, r;
     const struct vmio_group_state *st = &g->st;
-    struct apply_ctx a = { .api = api, .c = c, .st = st, .rep = rep, .dry = dry };
+    struct apply_ctx a = { .api = api, .c = c, .st = st, .rep = rep, .dry = dry, .mst = &g->st };
     a.pin = st->pin == VMIO_GROUP_PIN_AUTO ? c->default_pin : st->pin;
 
     if ((r = validate(api, c, st)) < 0)
@@ -1050,6 +1192,7 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
         goto out;
     if ((r = get_topology(api, c, &topo)) < 0)
         goto out;
+    topo_nodes(&topo, &a.all_nodes);
 
     vms = calloc(st->nmembers ? st->nmembers : 1, sizeof *vms);
     pm = calloc(st->nmembers ? st->nmembers : 1, sizeof *pm);
@@ -1135,12 +1278,31 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
     if (st->dedicated && be->pool_ensure) {
         char pool[VMIO_GROUP_NAME_MAX + 8];
         snprintf(pool, sizeof pool, "vmio-%s", st->name);
-        r = be->pool_ensure(c, pool, &res.cpus, st->scheduler[0] ? st->scheduler : NULL, dry,
-                            rep);
-        if (r < 0) {
-            r = vmio_error_reprefix(api, r);
-            goto out;
+        struct vmio_undo_entry *u = NULL;
+        if (!dry && be->pool_get) {
+            if (!(u = vmio_undo_reserve(api, &a.undo))) {
+                r = -ENOMEM;
+                goto out;
+            }
+            u->kind = VMIO_UNDO_POOL;
+            snprintf(u->name, sizeof u->name, "%s", pool);
+            r = be->pool_get(c, pool, &u->existed, &u->set, u->sched, sizeof u->sched);
+            if (r < 0) {
+                vmio_undo_cancel(&a.undo);
+                r = vmio_error_reprefix(api, r);
+                goto out;
+            }
         }
+        r = dry ? 0 : injected(&a);
+        if (r == 0)
+            r = be->pool_ensure(c, pool, &res.cpus, st->scheduler[0] ? st->scheduler : NULL,
+                                dry, rep);
+        if (u)
+            r = change_made(&a, r);
+        else if (r < 0)
+            r = vmio_error_reprefix(api, r);
+        if (r < 0)
+            goto out;
     }
     for (size_t m = 0; m < nvms; m++)
         if ((r = apply_member(&a, vms[m], &res, m, total_vcpus)) < 0)
@@ -1151,7 +1313,7 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
         if ((r = keep_others_off(&a, &res.cpus, &allcpus, &req.taken)) < 0)
             goto out;
     }
-    if (!dry && !vmio_cpuset_equal(&g->st.placed, &res.cpus)) {
+    if (!dry && (a.mst_changed || !vmio_cpuset_equal(&g->st.placed, &res.cpus))) {
         g->st.placed = res.cpus;
         if ((r = vmio_group_state_save(api, c->state_dir, &g->st)) < 0)
             goto out;
@@ -1160,6 +1322,9 @@ done:
     if (vmio_group_report_failed(rep))
         r = vmio_set_error(api, ENOMEM, "out of memory");
 out:
+    if (r < 0)
+        r = roll_back(&a, r);
+    vmio_undo_free(&a.undo);
     c->report = NULL;
     if (placed)
         vmio_place_result_free(&res);

@@ -56,7 +56,47 @@ void vmio_group_state_clear(struct vmio_group_state *st)
     for (size_t i = 0; i < st->nmembers; i++)
         free(st->members[i]);
     free(st->members);
+    for (size_t i = 0; i < st->nsaved; i++)
+        free(st->saved[i].vm);
+    free(st->saved);
     memset(st, 0, sizeof *st);
+}
+
+const struct vmio_group_saved *vmio_group_state_saved(const struct vmio_group_state *st,
+                                                      const char *vm)
+{
+    for (size_t i = 0; i < st->nsaved; i++)
+        if (strcmp(st->saved[i].vm, vm) == 0)
+            return &st->saved[i];
+    return NULL;
+}
+
+int vmio_group_state_save_before(struct vmio_group_state *st, const char *vm, unsigned weight,
+                                 unsigned cap)
+{
+    if (vmio_group_state_saved(st, vm))
+        return 0;
+    char *copy = strdup(vm);
+    struct vmio_group_saved *s = realloc(st->saved, (st->nsaved + 1) * sizeof *s);
+    if (!copy || !s) {
+        free(copy);
+        if (s)
+            st->saved = s;
+        return -ENOMEM;
+    }
+    st->saved = s;
+    s[st->nsaved++] = (struct vmio_group_saved){ .vm = copy, .weight = weight, .cap = cap };
+    return 1;
+}
+
+void vmio_group_state_forget(struct vmio_group_state *st, const char *vm)
+{
+    for (size_t i = 0; i < st->nsaved; i++)
+        if (strcmp(st->saved[i].vm, vm) == 0) {
+            free(st->saved[i].vm);
+            st->saved[i] = st->saved[--st->nsaved];
+            return;
+        }
 }
 
 int vmio_group_state_add_member(struct vmio_group_state *st, const char *vm)
@@ -132,11 +172,11 @@ static int sched_valid(const char *s)
 
 enum {
     K_ID, K_NAME, K_BACKEND, K_PIN, K_LOCALITY, K_PCI, K_DEDICATED, K_NCPUS, K_HOUSEKEEPING,
-    K_WEIGHT, K_CAP, K_SCHEDULER, K_SHMEM, K_PLACED, K_MEMBER, K_COUNT
+    K_WEIGHT, K_CAP, K_SCHEDULER, K_SHMEM, K_PLACED, K_MEMBER, K_SAVED, K_COUNT
 };
 static const char *const key_names[K_COUNT] = {
     "id", "name", "backend", "pin", "locality", "pci", "dedicated", "ncpus", "housekeeping",
-    "weight", "cap", "scheduler", "shmem", "placed", "member",
+    "weight", "cap", "scheduler", "shmem", "placed", "member", "saved",
 };
 
 #define BAD(...)                                                                  \
@@ -158,7 +198,7 @@ static int parse_line(const char *api, const char *origin, unsigned lineno, char
     int k = parse_enum(key, key_names, K_COUNT);
     if (k < 0)
         BAD("%s:%u: unknown key '%.40s'", origin, lineno, key);
-    if (k != K_MEMBER && seen[k])
+    if (k != K_MEMBER && k != K_SAVED && seen[k])
         BAD("%s:%u: key '%s' given twice", origin, lineno, key);
     seen[k] = 1;
     uint64_t v = 0;
@@ -248,6 +288,32 @@ static int parse_line(const char *api, const char *origin, unsigned lineno, char
         if (vmio_group_state_add_member(st, val) < 0)
             return vmio_set_error(api, ENOMEM, "out of memory");
         break;
+    case K_SAVED: {
+        /* "saved WEIGHT CAP VM" */
+        char num[2][16];
+        const char *p = val;
+        uint64_t w[2];
+        for (int i = 0; i < 2; i++) {
+            const char *e = strchr(p, ' ');
+            if (!e || (size_t)(e - p) >= sizeof num[i])
+                BAD("%s:%u: expected 'saved WEIGHT CAP VM', got '%.40s'", origin, lineno, val);
+            memcpy(num[i], p, (size_t)(e - p));
+            num[i][e - p] = '\0';
+            p = e + 1;
+        }
+        if (parse_u64(num[0], MAX_WEIGHT, &w[0]) < 0 || parse_u64(num[1], MAX_CAP, &w[1]) < 0)
+            BAD("%s:%u: saved weight or cap out of range in '%.40s'", origin, lineno, val);
+        if (!vmio_group_vm_name_valid(p))
+            BAD("%s:%u: invalid VM name '%.40s'", origin, lineno, p);
+        if (st->nsaved >= VMIO_GROUP_MAX_MEMBERS)
+            BAD("%s:%u: more than %u saved entries", origin, lineno, VMIO_GROUP_MAX_MEMBERS);
+        int a = vmio_group_state_save_before(st, p, (unsigned)w[0], (unsigned)w[1]);
+        if (a == 0)
+            BAD("%s:%u: saved values of '%.40s' given twice", origin, lineno, p);
+        if (a < 0)
+            return vmio_set_error(api, ENOMEM, "out of memory");
+        break;
+    }
     }
     return 0;
 fail:
@@ -386,6 +452,9 @@ int vmio_group_state_format(const char *api, const struct vmio_group_state *st, 
     }
     for (size_t i = 0; i < st->nmembers; i++)
         sb_printf(&b, "member %s\n", st->members[i]);
+    for (size_t i = 0; i < st->nsaved; i++)
+        sb_printf(&b, "saved %u %u %s\n", st->saved[i].weight, st->saved[i].cap,
+                  st->saved[i].vm);
     if (b.oom) {
         free(b.p);
         return vmio_set_error(api, ENOMEM, "out of memory");

@@ -21,6 +21,15 @@
  * pairwise). */
 #define VMIO_GROUP_MAX_MEMBERS 10000u
 
+/* What a member had before the group's first apply changed its weight or
+ * cap: put back when it leaves (the hypervisor's default is not known
+ * everywhere: cgroup v1 and v2 differ by ten times). */
+struct vmio_group_saved {
+    char *vm;
+    unsigned weight;              /* 0: none was known */
+    unsigned cap;                 /* 0: no cap */
+};
+
 struct vmio_group_state {
     uint32_t id;
     char name[VMIO_GROUP_NAME_MAX + 1];
@@ -40,6 +49,8 @@ struct vmio_group_state {
     struct vmio_cpuset placed;
     char **members;
     size_t nmembers;
+    struct vmio_group_saved *saved;
+    size_t nsaved;
 };
 
 /* 1 if name is a valid group name (1-64 of [A-Za-z0-9_.-], not all
@@ -51,6 +62,14 @@ int vmio_group_vm_name_valid(const char *vm);
 
 void vmio_group_state_clear(struct vmio_group_state *st);
 int vmio_group_state_add_member(struct vmio_group_state *st, const char *vm);
+/* The values vm had before the group changed them, or NULL. */
+const struct vmio_group_saved *vmio_group_state_saved(const struct vmio_group_state *st,
+                                                      const char *vm);
+/* Keep them, unless some are kept already: 1 if added, 0 if kept
+ * already, -ENOMEM. */
+int vmio_group_state_save_before(struct vmio_group_state *st, const char *vm, unsigned weight,
+                                 unsigned cap);
+void vmio_group_state_forget(struct vmio_group_state *st, const char *vm);
 /* Parse a state file's text; origin names it in errors ("dir/3.group").
  * On failure *st is left cleared. */
 int vmio_group_state_parse(const char *api, const char *origin, const char *text, size_t len,

@@ -64,6 +64,8 @@ START_TEST(test_roundtrip)
     vmio_cpuset_parse("2-7", &st.placed);
     ck_assert_int_eq(vmio_group_state_add_member(&st, "vm a"), 0);
     ck_assert_int_eq(vmio_group_state_add_member(&st, "vm-b"), 0);
+    ck_assert_int_eq(vmio_group_state_save_before(&st, "vm a", 100, 250), 1);
+    ck_assert_int_eq(vmio_group_state_save_before(&st, "vm a", 7, 7), 0); /* kept */
     char *text = NULL;
     ck_assert_vmio_ok(vmio_group_state_format(API, &st, &text));
     struct vmio_group_state back;
@@ -80,6 +82,13 @@ START_TEST(test_roundtrip)
     ck_assert(vmio_cpuset_equal(&back.placed, &st.placed));
     ck_assert_uint_eq(back.nmembers, 2);
     ck_assert_str_eq(back.members[0], "vm a");
+    const struct vmio_group_saved *sv = vmio_group_state_saved(&back, "vm a");
+    ck_assert_ptr_nonnull(sv);
+    ck_assert_uint_eq(sv->weight, 100);
+    ck_assert_uint_eq(sv->cap, 250);
+    ck_assert_ptr_null(vmio_group_state_saved(&back, "vm-b"));
+    vmio_group_state_forget(&back, "vm a");
+    ck_assert_ptr_null(vmio_group_state_saved(&back, "vm a"));
     free(text);
     free(text2);
     vmio_group_state_clear(&st);
@@ -119,6 +128,11 @@ START_TEST(test_parse_errors)
         { "vmio-group 1\nid 1\nname a\nbackend xen\nlocality pci\n", "without a pci line" },
         { "vmio-group 1\nid 1\nname a\nbackend xen\nmember a\nmember a\n", "listed twice" },
         { "vmio-group 1\nid 1\nname a\nbackend xen\ncolour red\n", "x.group:5: unknown key" },
+        { "vmio-group 1\nid 1\nname a\nbackend xen\nsaved 100\n", "expected 'saved WEIGHT" },
+        { "vmio-group 1\nid 1\nname a\nbackend xen\nsaved 100 x vm\n", "x.group:5: saved" },
+        { "vmio-group 1\nid 1\nname a\nbackend xen\nsaved 1 2 vm\nsaved 3 4 vm\n",
+          "x.group:6: saved values of 'vm' given twice" },
+        { "vmio-group 1\nid 1\nname a\nbackend xen\nsaved 1 2  vm\n", "invalid VM name" },
         { "vmio-group 1\nid 1\nname a\nbackend xen\nshmem\n", "expected 'key value'" },
         { "vmio-group 1\nid 1\nname a\r\nbackend xen\n", "x.group:3: control character" },
     };
@@ -133,6 +147,7 @@ START_TEST(test_parse_errors)
                       vmio_errmsg());
         ck_assert_ptr_null(st.members);
         ck_assert_uint_eq(st.nmembers, 0);
+        ck_assert_ptr_null(st.saved);
     }
     struct vmio_group_state st;
     const char nul[] = "vmio-group 1\nid 1\0x";

@@ -358,7 +358,8 @@ START_TEST(test_apply_strict)
     ck_assert_uint_eq(emu_of(c, "web2"), 0xffu);
     ck_assert_ptr_null(meta_of(c, "web2"));
     char *x = xml_of(c, "web2");
-    ck_assert_msg(strstr(x, "<shares>1024</shares>") && !strstr(x, "global_quota") &&
+    /* web2 had no weight and no cap before: none again */
+    ck_assert_msg(!strstr(x, "<shares>") && !strstr(x, "global_quota") &&
                       !strstr(x, "vmio-web"), "remove left: %s", x);
     free(x);
     ck_assert_ptr_nonnull(m = meta_of(c, "web1"));
@@ -683,6 +684,174 @@ START_TEST(test_topology_override)
 }
 END_TEST
 
+/* remove puts back the weight and cap a VM had before the group changed
+ * them (kept in the state file, so another process does it too), not a
+ * default: cgroup v2 hosts weigh 100 where v1 hosts weigh 1024. */
+START_TEST(test_remove_restores_weight)
+{
+    vmio_group_conn *c = conn_open("hpc-2s4c.xml");
+    char *x = xml_of(c, "batch1");
+    char *dev = strstr(x, "<devices>");
+    ck_assert_ptr_nonnull(dev);
+    const char *tune = "<cputune><shares>100</shares><global_period>100000</global_period>"
+                       "<global_quota>250000</global_quota></cputune>";
+    char *y = malloc(strlen(x) + strlen(tune) + 1);
+    size_t head = (size_t)(dev - x);
+    memcpy(y, x, head);
+    strcpy(y + head, tune);
+    strcat(y, dev);
+    virDomainPtr d = virDomainDefineXML(lvconn(c), y);
+    ck_assert_ptr_nonnull(d);
+    virDomainFree(d);
+    free(x);
+    free(y);
+
+    const char *vms[] = { "batch1", NULL };
+    struct vmio_group_policy p = { .struct_size = sizeof p, .pin = VMIO_GROUP_PIN_LOOSE,
+                                   .weight = 700, .cap = 90 };
+    vmio_group *g = make_group(c, "batch", vms, &p);
+    ck_assert_vmio_ok(vmio_group_apply(g, 0, NULL));
+    x = xml_of(c, "batch1");
+    ck_assert_msg(strstr(x, "<shares>700</shares>") && strstr(x, "<global_quota>90000<"),
+                  "apply: %s", x);
+    free(x);
+    vmio_group_close(g);
+    /* another handle on the group: what batch1 had comes from the file */
+    ck_assert_vmio_ok(vmio_group_open(c, "batch", &g));
+    ck_assert_vmio_ok(vmio_group_remove(g, "batch1"));
+    x = xml_of(c, "batch1");
+    ck_assert_msg(strstr(x, "<shares>100</shares>") && strstr(x, "<global_quota>250000<"),
+                  "remove: %s", x);
+    free(x);
+    vmio_group_close(g);
+    vmio_group_disconnect(c);
+}
+END_TEST
+
+/* Every domain's live and persistent XML, normalized where an undone
+ * change is the same state in other words: a pin to every host CPU
+ * (0-7) is no pin, an empty <cputune/> or <metadata/> none, and a <numatune> block is
+ * cut out (a first NUMA binding is undone by binding to every node;
+ * checked separately). */
+static void normalize(char *x, char **out, size_t *len)
+{
+    for (char *line = strtok(x, "\n"); line; line = strtok(NULL, "\n")) {
+        if ((strstr(line, "<vcpupin ") || strstr(line, "<emulatorpin ")) &&
+            strstr(line, "cpuset='0-7'"))
+            continue;
+        if (strstr(line, "<numatune>") || strstr(line, "<memory mode=") ||
+            strstr(line, "</numatune>") || strstr(line, "<metadata/>"))
+            continue;
+        size_t l = strlen(line);
+        *out = realloc(*out, *len + l + 2);
+        memcpy(*out + *len, line, l);
+        (*out)[*len + l] = '\n';
+        *len += l + 1;
+        (*out)[*len] = '\0';
+    }
+    /* an emptied <cputune> */
+    char *e;
+    while ((e = strstr(*out, "  <cputune>\n  </cputune>\n")) != NULL) {
+        size_t cut = strlen("  <cputune>\n  </cputune>\n");
+        memmove(e, e + cut, strlen(e + cut) + 1);
+        *len -= cut;
+    }
+}
+
+static char *host_state(vmio_group_conn *c)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(lvconn(c), &doms, 0);
+    ck_assert_int_gt(n, 0);
+    size_t len = 0;
+    char *out = calloc(1, 1);
+    for (int i = 0; i < n; i++) {
+        for (int inactive = 0; inactive < 2; inactive++) {
+            char *x = virDomainGetXMLDesc(doms[i], inactive ? VIR_DOMAIN_XML_INACTIVE : 0);
+            ck_assert(x != NULL);
+            normalize(x, &out, &len);
+            free(x);
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    return out;
+}
+
+/* Fail the kth change of apply for every k: each time the error names the
+ * failure and how many changes were undone, and every domain is back as
+ * it was (live and persistent XML, read through libvirt). */
+static void check_rollback(vmio_group_conn *c, vmio_group *g, const char *const *members)
+{
+    vmio_group_report *r = NULL;
+    ck_assert_vmio_ok(vmio_group_apply(g, VMIO_GROUP_DRY_RUN, &r));
+    size_t n = vmio_group_report_count(r);
+    vmio_group_report_free(r);
+    ck_assert_uint_ge(n, 5);
+    char *before = host_state(c);
+    for (unsigned k = 1; k <= n; k++) {
+        vmio_group_test_fail_change(k);
+        int rc = vmio_group_apply(g, 0, &r);
+        ck_assert_int_eq(rc, -EIO);
+        const char *m = vmio_errmsg();
+        char want[96];
+        snprintf(want, sizeof want, "vmio_group_apply: injected failure of change %u", k);
+        ck_assert_msg(strncmp(m, want, strlen(want)) == 0, "k=%u: %s", k, m);
+        if (k > 1) {
+            snprintf(want, sizeof want, "(the %u change%s made before it %s undone)", k - 1,
+                     k == 2 ? "" : "s", k == 2 ? "was" : "were");
+            ck_assert_msg(strstr(m, want) != NULL, "k=%u: %s", k, m);
+        }
+        char *after = host_state(c);
+        ck_assert_msg(strcmp(before, after) == 0, "change %u of %zu: not all undone", k, n);
+        free(after);
+        for (size_t i = 0; members[i]; i++) {
+            char *ns = nodeset_of(c, members[i]);
+            ck_assert_msg(!*ns || !strcmp(ns, "0-1"), "%s: nodeset %s", members[i], ns);
+            free(ns);
+        }
+    }
+    vmio_group_test_fail_change(0);
+    ck_assert_vmio_ok(vmio_group_apply(g, 0, &r));
+    ck_assert_uint_eq(vmio_group_report_count(r), n);
+    vmio_group_report_free(r);
+    char *after = host_state(c);
+    ck_assert_msg(strcmp(before, after) != 0, "apply changed nothing");
+    free(after);
+    free(before);
+}
+
+/* An apply that fails half-way puts back what it had changed. */
+START_TEST(test_apply_rollback)
+{
+    vmio_group_conn *c = conn_open("hpc-2s4c.xml");
+    const char *vms[] = { "web1", "web2", NULL };
+    struct vmio_group_policy p = { .struct_size = sizeof p, .pin = VMIO_GROUP_PIN_STRICT,
+                                   .locality = VMIO_GROUP_NEAR_SOCKET, .housekeeping = "0",
+                                   .weight = 900, .cap = 150, .shmem_bytes = 64 << 20 };
+    vmio_group *g = make_group(c, "web", vms, &p);
+    check_rollback(c, g, vms);
+    vmio_group_close(g);
+    vmio_group_disconnect(c);
+}
+END_TEST
+
+/* The same with dedicated CPUs: the other domains pinned off the group's
+ * CPUs are put back too. */
+START_TEST(test_apply_rollback_dedicated)
+{
+    vmio_group_conn *c = conn_open("hpc-2s4c.xml");
+    const char *vms[] = { "db1", NULL };
+    struct vmio_group_policy p = { .struct_size = sizeof p, .pin = VMIO_GROUP_PIN_STRICT,
+                                   .locality = VMIO_GROUP_NEAR_SOCKET, .dedicated = 1,
+                                   .weight = 500 };
+    vmio_group *g = make_group(c, "hpc", vms, &p);
+    check_rollback(c, g, vms);
+    vmio_group_close(g);
+    vmio_group_disconnect(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("group-libvirt");
@@ -699,6 +868,9 @@ static Suite *suite(void)
     tcase_add_test(t, test_corrupted_state);
     tcase_add_test(t, test_default_driver_independent_readback);
     tcase_add_test(t, test_topology_override);
+    tcase_add_test(t, test_apply_rollback);
+    tcase_add_test(t, test_remove_restores_weight);
+    tcase_add_test(t, test_apply_rollback_dedicated);
     suite_add_tcase(s, t);
     return s;
 }

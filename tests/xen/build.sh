@@ -32,7 +32,7 @@ EXCLUDE='^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|cdebconf|debconf|
 # dom0 kernel modules: the toolstack's devices.
 MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd"
 # Executables of tests/xen in the build dir, into /xen/bin.
-TEST_PROGS="xen-dirty-test xen-digest simd-check tlb-check xen-group-test"
+TEST_PROGS="xen-dirty-test xen-digest simd-check tlb-check xen-group-test xen-group-rollback"
 
 build=$(cd "$here/../.." && pwd)/build
 out=

@@ -13,7 +13,9 @@
 #     the CPUs back to Pool-0 and removes the pool;
 #   - tests/xen/xen-group-test.c: the public API on the same domains in
 #     Pool-0 (capabilities and their notes, errors, dry run against apply,
-#     idempotence, undo at destroy).
+#     idempotence, undo at destroy);
+#   - tests/xen/xen-group-rollback.c: an apply whose kth change fails
+#     leaves pools, affinities, credit and tags as they were.
 # Only credit pools: moving CPUs between Pool-0 and a credit2 pool once
 # crashed Xen 4.17 under TCG (a NULL dereference in credit's csched_tick);
 # a credit2 pool is asked for only where it must be refused.
@@ -171,5 +173,33 @@ t group/api-teardown xen-group-test teardown "$ST"
 snap vl sc
 t group/api-unpinned is_eq hard "$(hard $B)" all
 t group/api-weight-back is_eq credit "$(credit $B)" "256 0"
+
+# ---- a failed apply puts everything back ---------------------------------------
+# tests/xen/xen-group-rollback.c: the group "rollback" (dedicated pool of 2
+# CPUs, strict pins, weight, cap, tags) applied with its kth change made to
+# fail, for every k in turn: afterwards
+# pools, pools' CPUs, each domain's pool, vCPU affinities, credit and tag
+# are what xl and xenstore said before.
+RB=/tmp/vmio-groups-rollback
+rm -rf "$RB"
+host_state() {
+    snap plc l vl sc
+    awk 'NR > 1' $S/plc
+    for _d in $A $B; do
+        echo "$_d pool=$(dom_pool $_d) vcpus=$(awk -v n=$_d '$1 == n { printf "%s:%s:%s ", $3, $7, $9 }' $S/vl) credit=$(credit $_d) tag=$(tag $_d)"
+    done
+}
+host_state >/tmp/rb.before
+cat /tmp/rb.before
+N=$(xen-group-rollback count "$RB" $A $B)
+t group/rollback-changes test "${N:-0}" -ge 6
+if [ "${N:-0}" -ge 6 ]; then
+    for K in $(seq 1 "$N"); do
+        t group/rollback-fail-$K xen-group-rollback fail $K "$RB"
+        host_state >/tmp/rb.after
+        t group/rollback-undone-$K diff /tmp/rb.before /tmp/rb.after
+    done
+fi
+rm -rf "$RB"
 
 # domu1 and dirtypv are left running: they go with the machine.
