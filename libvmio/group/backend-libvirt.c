@@ -660,6 +660,10 @@ static int with_flags(struct vmio_group_conn *c, virDomainPtr d, const char *wha
         int level = i < 0 ? first : i;
         if (level < 0 || (i >= 0 && level == first))
             continue;
+        /* libvirt's libxl driver takes LIVE|CONFIG and changes the live
+         * definition only (vCPU pins, libvirt 9.0): each half alone */
+        if (level == LEVEL_BOTH && running && p->is_xen)
+            continue;
         if (try_level(c, d, what, op, arg, level, running) == 0) {
             if (slot < MEMO_SLOTS) {
                 p->memo[slot].op = op;

@@ -108,6 +108,11 @@ static uint64_t caps_of(struct vmio_group_conn *c)
     return c->be->capabilities ? c->be->capabilities(c) : 0;
 }
 
+/* A setter exists and this connection's driver supports what it sets (the
+ * libvirt backend has every setter; libvirt's Xen driver, for one, has no
+ * emulator threads and no NUMA memory binding). */
+#define CAN(c, setter, cap) ((c)->be->setter && (caps_of(c) & VMIO_GROUP_CAP_##cap))
+
 VMIO_API int vmio_group_capabilities(vmio_group_conn *conn, uint64_t *caps)
 {
     static const char api[] = "vmio_group_capabilities";
@@ -488,7 +493,8 @@ static int undo_member(const char *api, struct vmio_group_conn *c,
             if (!dry && (r = be->set_vcpu_pin(c, vm, v, &all)) < 0)
                 r = vmio_error_reprefix(api, r);
         }
-        if (r == 0 && be->set_emulator_pin && !vmio_cpuset_empty(&cur->emulator_pin) &&
+        if (r == 0 && CAN(c, set_emulator_pin, EMULATOR_PIN) &&
+            !vmio_cpuset_empty(&cur->emulator_pin) &&
             !vmio_cpuset_equal(&cur->emulator_pin, &all)) {
             fmt_set(&cur->emulator_pin, b1, sizeof b1);
             vmio_group_report_add(rep, vm, "emulatorpin", b1, b2);
@@ -514,7 +520,8 @@ static int undo_member(const char *api, struct vmio_group_conn *c,
         if (!dry && (r = be->set_cap(c, vm, cback)) < 0)
             r = vmio_error_reprefix(api, r);
     }
-    if (r == 0 && applied && st->locality != VMIO_GROUP_NEAR_ANY && be->set_mem_nodes &&
+    if (r == 0 && applied && st->locality != VMIO_GROUP_NEAR_ANY &&
+        CAN(c, set_mem_nodes, NUMA_MEMORY) &&
         !vmio_cpuset_empty(&cur->mem_nodes) && !vmio_cpuset_equal(&cur->mem_nodes, &nodes)) {
         fmt_set(&cur->mem_nodes, b1, sizeof b1);
         fmt_set(&nodes, b2, sizeof b2);
@@ -522,7 +529,7 @@ static int undo_member(const char *api, struct vmio_group_conn *c,
         if (!dry && (r = be->set_mem_nodes(c, vm, &nodes)) < 0)
             r = vmio_error_reprefix(api, r);
     }
-    if (r == 0 && applied && cur->shmem_bytes && be->set_shmem) {
+    if (r == 0 && applied && cur->shmem_bytes && CAN(c, set_shmem, SHARED_MEMORY)) {
         snprintf(b1, sizeof b1, "%" PRIu64, cur->shmem_bytes);
         vmio_group_report_add(rep, vm, "shmem", b1, "");
         if (!dry && (r = be->set_shmem(c, vm, st->name, 0)) < 0)
@@ -592,7 +599,8 @@ static int release_dedicated(const char *api, struct vmio_group_conn *c,
             if ((r = be->set_vcpu_pin(c, names[i], v, &all)) < 0)
                 r = vmio_error_reprefix(api, r);
         }
-        if (r == 0 && be->set_emulator_pin && vmio_cpuset_equal(&cur->emulator_pin, &off)) {
+        if (r == 0 && CAN(c, set_emulator_pin, EMULATOR_PIN) &&
+            vmio_cpuset_equal(&cur->emulator_pin, &off)) {
             fmt_set(&cur->emulator_pin, b1, sizeof b1);
             vmio_group_report_add(rep, names[i], "emulatorpin", b1, b2);
             if ((r = be->set_emulator_pin(c, names[i], &all)) < 0)
@@ -938,7 +946,7 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
                 MAKE(u, be->set_vcpu_pin(c, vm, v, &res->vcpu[m][v]));
             }
         }
-        if (be->set_emulator_pin && !vmio_cpuset_empty(&res->emulator)) {
+        if (CAN(c, set_emulator_pin, EMULATOR_PIN) && !vmio_cpuset_empty(&res->emulator)) {
             diff_set(a, vm, "emulatorpin", &cur->emulator_pin, &res->emulator, &ch);
             if (ch) {
                 UNDO_ENTRY(u, VMIO_UNDO_EMULATOR_PIN, vm);
@@ -981,7 +989,7 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
         }
     }
     if (st->locality != VMIO_GROUP_NEAR_ANY && !vmio_cpuset_empty(&res->nodes)) {
-        if (be->set_mem_nodes) {
+        if (CAN(c, set_mem_nodes, NUMA_MEMORY)) {
             diff_set(a, vm, "numatune", &cur->mem_nodes, &res->nodes, &ch);
             if (ch) {
                 UNDO_ENTRY(u, VMIO_UNDO_MEM_NODES, vm);
@@ -1001,7 +1009,8 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
             MAKE(u, be->pool_move(c, vm, pool));
         }
     }
-    if (st->shmem_bytes && be->set_shmem && cur->shmem_bytes != st->shmem_bytes) {
+    if (st->shmem_bytes && CAN(c, set_shmem, SHARED_MEMORY) &&
+        cur->shmem_bytes != st->shmem_bytes) {
         snprintf(b1, sizeof b1, "%" PRIu64, cur->shmem_bytes);
         snprintf(b2, sizeof b2, "%" PRIu64, st->shmem_bytes);
         vmio_group_report_add(a->rep, vm, "shmem", cur->shmem_bytes ? b1 : "", b2);
@@ -1087,7 +1096,8 @@ static int keep_others_off(struct apply_ctx *a, const struct vmio_cpuset *group_
             if (ch && !dry)
                 r = other_change(a, VMIO_UNDO_VCPU_PIN, names[i], v, &cur->vcpu_pin[v], &want);
         }
-        if (r == 0 && be->set_emulator_pin && !vmio_cpuset_empty(&cur->emulator_pin)) {
+        if (r == 0 && CAN(c, set_emulator_pin, EMULATOR_PIN) &&
+            !vmio_cpuset_empty(&cur->emulator_pin)) {
             struct vmio_cpuset want = cur->emulator_pin;
             vmio_cpuset_andnot(&want, group_cpus);
             if (vmio_cpuset_empty(&want))

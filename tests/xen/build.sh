@@ -26,9 +26,9 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 
 # dom0 packages besides Xen's own (their Depends closure is added).
-DOM0_PKGS="busybox-static kmod"
+DOM0_PKGS="busybox-static kmod libvirt-daemon libvirt-daemon-driver-xen libvirt-clients"
 # Never used in a busybox dom0 without dpkg, systemd, perl, python or PAM.
-EXCLUDE='^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|cdebconf|debconf|libelogind0|usrmerge|usr-is-merged|adduser|passwd|libpam.*|install-info|dpkg|tar|libsemanage.*|libdebian-installer4|libnewt.*|libslang2|libtextwrap1|udev|init-system-helpers|lsb-base|sysvinit-utils|readline-common|libaudit.*|libdb5.3|libgdbm.*|libcap2-bin|python3.*|libpython3.*|ucf|coreutils|debianutils|sensible-utils|media-types|mime-support|mailcap|tzdata|netbase|libmpdec3|libsystemd0|libudev1|systemd.*)$'
+EXCLUDE='^(perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|cdebconf|debconf|libelogind0|usrmerge|usr-is-merged|adduser|passwd|libpam.*|install-info|dpkg|tar|libsemanage.*|libdebian-installer4|libnewt.*|libslang2|libtextwrap1|udev|init-system-helpers|lsb-base|sysvinit-utils|readline-common|libdb5.3|libgdbm.*|libcap2-bin|python3.*|libpython3.*|ucf|coreutils|debianutils|sensible-utils|media-types|mime-support|mailcap|tzdata|netbase|libmpdec3|libsystemd0|systemd.*)$'
 # dom0 kernel modules: the toolstack's devices.
 MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd"
 # Executables of tests/xen in the build dir, into /xen/bin.
@@ -143,6 +143,22 @@ if [ "$(cat "$base/.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -s "$out/xen.elf" 
     [ -n "$xgz" ] || die "no xen-4.*-amd64.gz in the hypervisor package"
     zcat "$xgz" >"$out/xen.elf"
     rm -rf "$base"/boot "$base"/usr/share/{doc,man,locale,info,lintian,bash-completion,bug}
+    # libvirtd for guest/35-libvirt-xen.sh: its libxl driver only (the
+    # others need what this dom0 does not have: QEMU, udev, dnsmasq)
+    find "$base"/usr/lib/x86_64-linux-gnu/libvirt/connection-driver -name '*.so' \
+        ! -name libvirt_driver_libxl.so -delete
+    # libvirt's libxl driver names the host CPU from Xen's feature words
+    # and refuses to start when no model of its CPU map fits; QEMU TCG's
+    # CPU under Xen fits none (not even the 486: no vme), so dom0 gets one
+    # more model that asks for the FPU only
+    cm=$base/usr/share/libvirt/cpu_map
+    if [ -f "$cm/index.xml" ]; then
+        printf '%s\n' '<cpus>' "  <model name='tcg-minimal'>" \
+            "    <decode host='on' guest='off'/>" "    <feature name='fpu'/>" \
+            '  </model>' '</cpus>' >"$cm/x86_tcg-minimal.xml"
+        sed -i "s|<include filename='x86_486.xml'/>|&<include filename='x86_tcg-minimal.xml'/>|" \
+            "$cm/index.xml"
+    fi
     mkdir -p "$base"/{proc,sys,dev,run,tmp,mnt,root} "$base"/var/lib/{xen,xenstored} \
         "$base"/var/log/xen/console
     ln -sfn /run "$base/var/run"
