@@ -31,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(strncmp(vmio_errmsg(), API ": ", strlen(API ": ")) == 0);
         CHECK(r == -ENOMEM || strstr(vmio_errmsg(), "in.group") != NULL);
         CHECK(st.members == NULL && st.nmembers == 0 && st.id == 0);
+        CHECK(st.saved == NULL && st.nsaved == 0);
         return 0;
     }
     CHECK(st.id > 0);
@@ -42,13 +43,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(st.members[i], st.members[j]) != 0);
     }
+    for (size_t i = 0; i < st.nsaved; i++) {
+        CHECK(vmio_group_vm_name_valid(st.saved[i].vm));
+        CHECK(vmio_group_state_saved(&st, st.saved[i].vm) == &st.saved[i]);
+    }
     char *text = NULL, *again = NULL;
     if (vmio_group_state_format(API, &st, &text) == 0) {
         struct vmio_group_state back;
         CHECK(vmio_group_state_parse(API, "again", text, strlen(text), &back) == 0);
         CHECK(vmio_group_state_format(API, &back, &again) == 0);
         CHECK(strcmp(text, again) == 0);
-        CHECK(back.nmembers == st.nmembers && back.id == st.id);
+        CHECK(back.nmembers == st.nmembers && back.id == st.id && back.nsaved == st.nsaved);
         vmio_group_state_clear(&back);
     }
     free(text);
