@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <libvirt/libvirt.h>
@@ -318,7 +319,8 @@ static int change(const char *api, vmio_group_conn *conn, const char *vm, const 
             goto out;
         }
         if (has != attach) {
-            if (!(devxml = vmio_hostdev_xml_device(&a, xflags))) {
+            if (!(devxml = vmio_hostdev_xml_device(
+                      &a, xflags, vmio_hostdev_driver(!strcasecmp(conn->hypervisor, "xen"))))) {
                 r = vmio_set_error(api, ENOMEM, "out of memory");
                 goto out;
             }
@@ -400,7 +402,8 @@ static int host_op(const char *api, vmio_group_conn *conn, const char *pci, int 
     if (!nd)
         return vmio_set_error(api, ENOENT, "no node device %s (%s): %s", name, canon,
                               virt_msg(&v));
-    int k = detach ? v.nodedev_detach(nd, "vfio", 0) : v.nodedev_reattach(nd);
+    const char *drv = vmio_hostdev_driver(!strcasecmp(conn->hypervisor, "xen"));
+    int k = detach ? v.nodedev_detach(nd, drv, 0) : v.nodedev_reattach(nd);
     if (k < 0) {
         if (virt_code(&v) == VIR_ERR_NO_SUPPORT)
             r = vmio_set_error(api, ENOTSUP, "the %s driver cannot %s host devices: %s",

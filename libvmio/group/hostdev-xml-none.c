@@ -26,9 +26,9 @@ int vmio_hostdev_xml_has(const char *api, const char *domain_xml, const struct v
     return no_libxml2(api);
 }
 
-char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags)
+char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags, const char *driver)
 {
-    (void)a, (void)flags;
+    (void)a, (void)flags, (void)driver;
     return NULL;
 }
 

@@ -1,5 +1,5 @@
 /* libvirt XML for InfiniBand passthrough, with libxml2: add or remove a
- * PCI <hostdev> (vfio) in a domain's XML and put its vCPUs and memory on
+ * PCI <hostdev> (vfio, or pciback on Xen) in a domain's XML and put its vCPUs and memory on
  * the device's NUMA node (vmio_hostdev_xml_attach/detach), and read a
  * libvirt node device's XML (for vmio_hostdev_list). Text in, text out:
  * no libvirt call here, so it is tested and fuzzed on its own.
@@ -186,8 +186,10 @@ static void fill_address(xmlNodePtr addr, const struct vmio_pci_addr *a)
     xmlNewProp(addr, BAD_CAST "function", BAD_CAST buf);
 }
 
-/* A new <hostdev> element (unlinked), or NULL on allocation failure. */
-static xmlNodePtr new_hostdev(const struct vmio_pci_addr *a, unsigned flags)
+/* A new <hostdev> element (unlinked), or NULL on allocation failure.
+ * driver: "vfio" (KVM/QEMU) or "xen" (pciback; libvirt's libxl driver
+ * takes no other). */
+static xmlNodePtr new_hostdev(const struct vmio_pci_addr *a, unsigned flags, const char *driver)
 {
     xmlNodePtr h = xmlNewNode(NULL, BAD_CAST "hostdev");
     if (!h)
@@ -202,7 +204,7 @@ static xmlNodePtr new_hostdev(const struct vmio_pci_addr *a, unsigned flags)
         xmlFreeNode(h);
         return NULL;
     }
-    xmlNewProp(drv, BAD_CAST "name", BAD_CAST "vfio");
+    xmlNewProp(drv, BAD_CAST "name", BAD_CAST driver);
     fill_address(addr, a);
     return h;
 }
@@ -252,9 +254,9 @@ static char *dump_doc(xmlDocPtr doc)
     return s;
 }
 
-char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags)
+char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags, const char *driver)
 {
-    xmlNodePtr h = new_hostdev(a, flags);
+    xmlNodePtr h = new_hostdev(a, flags, driver);
     if (!h)
         return NULL;
     char *s = dump(NULL, h);
@@ -350,7 +352,10 @@ int vmio_hostdev_xml_edit(const char *api, const char *domain_xml, const struct 
                 goto out;
             }
             drop_blanks(devices);
-            if (!(h = new_hostdev(&a, flags)) || !xmlAddChild(devices, h)) {
+            xmlChar *type = xmlGetProp(root, BAD_CAST "type");
+            const char *drv = vmio_hostdev_driver(type && !strcmp((const char *)type, "xen"));
+            xmlFree(type);
+            if (!(h = new_hostdev(&a, flags, drv)) || !xmlAddChild(devices, h)) {
                 xmlFreeNode(h);
                 r = vmio_set_error(api, ENOMEM, "out of memory");
                 goto out;

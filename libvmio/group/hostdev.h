@@ -118,9 +118,16 @@ int vmio_hostdev_xml_edit(const char *api, const char *domain_xml, const struct 
 /* Whether the domain XML has a PCI <hostdev> at that address: 1, 0, or
  * -errno. */
 int vmio_hostdev_xml_has(const char *api, const char *domain_xml, const struct vmio_pci_addr *a);
-/* The <hostdev> element alone, for virDomainAttachDeviceFlags. malloc'd,
- * NULL on allocation failure. */
-char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags);
+/* The <hostdev> element alone, for virDomainAttachDeviceFlags, with that
+ * <driver name> (vmio_hostdev_driver). malloc'd, NULL on allocation
+ * failure. */
+char *vmio_hostdev_xml_device(const struct vmio_pci_addr *a, unsigned flags, const char *driver);
+/* The host driver a passed-through device is bound to: "xen" (pciback)
+ * for a Xen domain, else "vfio"; also the <hostdev><driver name>. */
+static inline const char *vmio_hostdev_driver(int xen)
+{
+    return xen ? "xen" : "vfio";
+}
 
 /* One libvirt node device's XML (a <device> with a PCI capability) into
  * *d (zeroed first, numa_node -1). Returns 1 for a PCI device, 0 for any

@@ -142,6 +142,32 @@ START_TEST(round_trip_plain)
 }
 END_TEST
 
+/* A Xen domain gets the device through pciback: libvirt's libxl driver
+ * takes <driver name='xen'/> and no other. */
+START_TEST(xen_driver)
+{
+    char *x0 = libvirt_xml(tconn, "test");
+    char *t = strstr(x0, "<domain type='test'");
+    ck_assert_ptr_nonnull(t);
+    char *xen = malloc(strlen(x0) + 1);
+    size_t head = (size_t)(t - x0);
+    memcpy(xen, x0, head);
+    sprintf(xen + head, "<domain type='xen'%s", t + strlen("<domain type='test'"));
+    struct vmio_hostdev d = dev_at("0000:81:00.1", -1, "");
+    char *x1;
+    ck_assert_vmio_ok(vmio_hostdev_xml_attach(xen, &d, VMIO_HOSTDEV_MANAGED, &x1));
+    ck_assert_int_eq(count_of(x1, "<driver name=\"xen\"/>"), 1);
+    ck_assert_ptr_null(strstr(x1, "vfio"));
+    struct vmio_pci_addr a;
+    ck_assert_int_eq(vmio_hostdev_pci_parse("0000:81:00.1", &a), 0);
+    char *dx = vmio_hostdev_xml_device(&a, VMIO_HOSTDEV_MANAGED, vmio_hostdev_driver(1));
+    char *dv = vmio_hostdev_xml_device(&a, VMIO_HOSTDEV_MANAGED, vmio_hostdev_driver(0));
+    ck_assert_ptr_nonnull(strstr(dx, "<driver name=\"xen\"/>"));
+    ck_assert_ptr_nonnull(strstr(dv, "<driver name=\"vfio\"/>"));
+    free(x0), free(xen), free(x1), free(dx), free(dv);
+}
+END_TEST
+
 START_TEST(round_trip_numa)
 {
     char *x0 = libvirt_xml(tconn, "test");
@@ -623,6 +649,7 @@ int main(void)
     tc = tcase_create("xml");
     tcase_add_checked_fixture(tc, xml_setup, xml_teardown);
     tcase_add_test(tc, round_trip_plain);
+    tcase_add_test(tc, xen_driver);
     tcase_add_test(tc, round_trip_numa);
     tcase_add_test(tc, no_duplicate);
     tcase_add_test(tc, errors);
