@@ -825,7 +825,9 @@ static int sched_set(struct vmio_group_conn *c, const char *vm, int weight, unsi
     int r = lookup(c, vm, &d);
     if (r < 0)
         return r;
-    if (p->is_test) {
+    /* weight 0: none known before the group set one (a VM that is not
+     * running, with no <shares>): back to none in its definition */
+    if (p->is_test || (weight && value == 0)) {
         struct tune_arg a = { .weight = weight, .value = value };
         r = redefine(c, d, vm, edit_tune, &a);
         lv.virDomainFree(d);

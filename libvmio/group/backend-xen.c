@@ -712,6 +712,8 @@ static int set_sched_param(struct vmio_group_conn *c, const char *vm, int which,
 
 static int xen_set_weight(struct vmio_group_conn *c, const char *vm, unsigned weight)
 {
+    if (weight == 0)
+        return 0; /* none known (a scheduler without weights): nothing to put back */
     return set_sched_param(c, vm, 0, weight);
 }
 

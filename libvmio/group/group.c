@@ -916,6 +916,19 @@ static int diff_set(struct apply_ctx *a, const char *vm, const char *what,
     return 0;
 }
 
+/* Before the group first changes a member's weight or cap: what it had,
+ * to put back at remove (kept in the state file; not replaced later). */
+static int keep_before(struct apply_ctx *a, const struct vmio_group_vm *cur)
+{
+    if (a->dry)
+        return 0;
+    int s = vmio_group_state_save_before(a->mst, cur->name, cur->weight, cur->cap);
+    if (s < 0)
+        return vmio_set_error(a->api, ENOMEM, "out of memory");
+    a->mst_changed |= s;
+    return 0;
+}
+
 static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
                         const struct vmio_place_result *res, size_t m, unsigned total_vcpus)
 {
@@ -959,16 +972,11 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
         }
     }
     unsigned share = total_vcpus ? cur->nvcpus : 1, total = total_vcpus ? total_vcpus : 1;
-    if (!dry && ((st->weight && be->set_weight) || (st->cap && be->set_cap))) {
-        /* before the first change of either: what to put back at remove */
-        int s = vmio_group_state_save_before(a->mst, vm, cur->weight, cur->cap);
-        if (s < 0)
-            return vmio_set_error(api, ENOMEM, "out of memory");
-        a->mst_changed |= s;
-    }
     if (st->weight && be->set_weight) {
         unsigned w = (unsigned)VMIO_MAX(1ull, (uint64_t)st->weight * share / total);
         if (w != cur->weight) {
+            if (keep_before(a, cur) < 0)
+                return -ENOMEM;
             snprintf(b1, sizeof b1, "%u", cur->weight);
             snprintf(b2, sizeof b2, "%u", w);
             vmio_group_report_add(a->rep, vm, "weight", cur->weight ? b1 : "", b2);
@@ -980,6 +988,8 @@ static int apply_member(struct apply_ctx *a, const struct vmio_group_vm *cur,
     if (st->cap && be->set_cap) {
         unsigned w = (unsigned)VMIO_MAX(1ull, (uint64_t)st->cap * share / total);
         if (w != cur->cap) {
+            if (keep_before(a, cur) < 0)
+                return -ENOMEM;
             snprintf(b1, sizeof b1, "%u", cur->cap);
             snprintf(b2, sizeof b2, "%u", w);
             vmio_group_report_add(a->rep, vm, "cap", cur->cap ? b1 : "", b2);
@@ -1136,8 +1146,8 @@ static int roll_back(struct apply_ctx *a, int r)
     if (left == 0)
         return vmio_set_error(a->api, -r, "%.140s (the %zu change%s made before it %s undone)",
                               m, made, made == 1 ? "" : "s", made == 1 ? "was" : "were");
-    return vmio_set_error(a->api, -r, "%.90s; %zu of the %zu changes made before it could not "
-                          "be undone, first %s", m, left, made, why);
+    return vmio_set_error(a->api, -r, "%.90s; undoing the changes made before it failed %zu "
+                          "time%s, first %s", m, left, left == 1 ? "" : "s", why);
 }
 
 /* "group 4-7; web1 4,5; web2 6,7" */
@@ -1307,12 +1317,14 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
         if (r == 0)
             r = be->pool_ensure(c, pool, &res.cpus, st->scheduler[0] ? st->scheduler : NULL,
                                 dry, rep);
-        if (u)
-            r = change_made(&a, r);
-        else if (r < 0)
+        if (r < 0) {
+            /* pool_ensure takes several steps: whatever it did before
+             * failing is undone like a whole change */
+            if (u)
+                u->guard = 1;
             r = vmio_error_reprefix(api, r);
-        if (r < 0)
             goto out;
+        }
     }
     for (size_t m = 0; m < nvms; m++)
         if ((r = apply_member(&a, vms[m], &res, m, total_vcpus)) < 0)
@@ -1322,6 +1334,10 @@ VMIO_API int vmio_group_apply(vmio_group *g, unsigned flags, vmio_group_report *
         topo_cpus(&topo, &allcpus);
         if ((r = keep_others_off(&a, &res.cpus, &allcpus, &req.taken)) < 0)
             goto out;
+    }
+    if (vmio_group_report_failed(rep)) {
+        r = vmio_set_error(api, ENOMEM, "out of memory");
+        goto out;
     }
     if (!dry && (a.mst_changed || !vmio_cpuset_equal(&g->st.placed, &res.cpus))) {
         g->st.placed = res.cpus;

@@ -76,6 +76,9 @@ int vmio_group_state_save_before(struct vmio_group_state *st, const char *vm, un
 {
     if (vmio_group_state_saved(st, vm))
         return 0;
+    /* within what the parser takes back */
+    weight = VMIO_MIN(weight, MAX_WEIGHT);
+    cap = VMIO_MIN(cap, MAX_CAP);
     char *copy = strdup(vm);
     struct vmio_group_saved *s = realloc(st->saved, (st->nsaved + 1) * sizeof *s);
     if (!copy || !s) {

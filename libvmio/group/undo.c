@@ -74,6 +74,18 @@ static int undo_one(struct vmio_group_conn *c, const struct vmio_undo_entry *e)
     return -EINVAL;
 }
 
+/* 0: domains back to their pools; 1: an existing pool back to its CPUs
+ * (before pins onto them); 2: the rest; 3: a pool apply created, once
+ * empty. */
+static int undo_pass(const struct vmio_undo_entry *e)
+{
+    if (e->kind == VMIO_UNDO_POOL_MOVE)
+        return 0;
+    if (e->kind == VMIO_UNDO_POOL)
+        return e->existed ? 1 : 3;
+    return 2;
+}
+
 size_t vmio_undo_changes(const struct vmio_undo *u)
 {
     size_t n = 0;
@@ -87,10 +99,10 @@ size_t vmio_undo_run(struct vmio_group_conn *c, struct vmio_undo *u, char *why, 
     size_t left = 0;
     if (whylen)
         why[0] = '\0';
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 4; pass++) {
         for (size_t i = u->n; i-- > 0;) {
             const struct vmio_undo_entry *e = &u->e[i];
-            if ((e->kind == VMIO_UNDO_POOL_MOVE) != (pass == 0) || undo_one(c, e) == 0)
+            if (undo_pass(e) != pass || undo_one(c, e) == 0)
                 continue;
             if (left++ == 0 && whylen) {
                 const char *m = vmio_errmsg();

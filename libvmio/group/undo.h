@@ -53,7 +53,9 @@ void vmio_undo_cancel(struct vmio_undo *u);
 size_t vmio_undo_changes(const struct vmio_undo *u);
 /* Put back every change, newest first, and keep going past a failure:
  * first the VMs' pool moves (a domain back in its old pool before its
- * pins and scheduler parameters, which a move resets), then the rest.
+ * pins and scheduler parameters, which a move resets), then an existing
+ * pool's CPUs (before pins onto them), then the rest, and a pool apply
+ * created last (it must be empty).
  * Returns how many could not be undone; the first such failure is
  * described in why (vm, what, reason). The log is left empty. */
 size_t vmio_undo_run(struct vmio_group_conn *c, struct vmio_undo *u, char *why, size_t whylen);

@@ -707,10 +707,26 @@ START_TEST(test_remove_restores_weight)
     free(y);
 
     const char *vms[] = { "batch1", NULL };
-    struct vmio_group_policy p = { .struct_size = sizeof p, .pin = VMIO_GROUP_PIN_LOOSE,
-                                   .weight = 700, .cap = 90 };
+    struct vmio_group_policy p = { .struct_size = sizeof p, .pin = VMIO_GROUP_PIN_LOOSE };
     vmio_group *g = make_group(c, "batch", vms, &p);
+    /* nothing is kept while the group changes neither */
     ck_assert_vmio_ok(vmio_group_apply(g, 0, NULL));
+    char path[512], text[4096] = "";
+    snprintf(path, sizeof path, "%s/%u.group", dir, vmio_group_id(g));
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(!strstr(text, "\nsaved "), "%s", text);
+    p.weight = 700;
+    p.cap = 90;
+    ck_assert_vmio_ok(vmio_group_set_policy(g, &p));
+    ck_assert_vmio_ok(vmio_group_apply(g, 0, NULL));
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(text, "\nsaved 100 250 batch1\n"), "%s", text);
     x = xml_of(c, "batch1");
     ck_assert_msg(strstr(x, "<shares>700</shares>") && strstr(x, "<global_quota>90000<"),
                   "apply: %s", x);
