@@ -195,7 +195,14 @@ N=$(xen-group-rollback count "$RB" $A $B)
 t group/rollback-changes test "${N:-0}" -ge 6
 if [ "${N:-0}" -ge 6 ]; then
     for K in $(seq 1 "$N"); do
-        t group/rollback-fail-$K xen-group-rollback fail $K "$RB"
+        t group/rollback-fail-$K timeout 120 xen-group-rollback fail $K "$RB"
+        if [ $? = 143 ]; then
+            echo "xen-group-rollback fail $K hung:"
+            ps
+            xl list
+            xl cpupool-list -c
+            break
+        fi
         host_state >/tmp/rb.after
         t group/rollback-undone-$K diff /tmp/rb.before /tmp/rb.after
     done

@@ -3,7 +3,8 @@
 # xen:///system) with a domain libvirt itself created, read back with xl,
 # independently of libvirt and libvmio:
 #   - libvirtd starts in dom0 (its libxl driver only); the PVH domain
-#     "lvdom" (2 vCPUs) is defined from domain XML and started;
+#     "lvdom" (2 vCPUs) is defined from domain XML and started, and the
+#     test waits until its init runs;
 #   - vmio-group caps: what the driver can do (weight, cap, pins, metadata)
 #     and cannot (emulator threads, NUMA binding, cpupools);
 #   - apply --pin strict --housekeeping 0 --weight 600 --cap 80: each vCPU
@@ -50,7 +51,24 @@ cat >/tmp/lvdom.xml <<XML
 </domain>
 XML
 t lv/define virsh -c $U define /tmp/lvdom.xml || { cat /tmp/libvirtd.log; exit 1; }
-t lv/start virsh -c $U start lvdom || { cat /tmp/libvirtd.log; exit 1; }
+# Started, and up: its init wrote @@DOMU-UP to the console. Under TCG a
+# domU now and then dies in early boot (a triple fault); such a start is
+# made again, up to three times.
+lv_start() {
+    for _try in 1 2 3; do
+        rm -f "$(domu_console lvdom)"
+        virsh -c $U start lvdom || return 1
+        xen_wait 180 sh -c "grep -q @@DOMU-UP '$(domu_console lvdom)' ||
+            ! virsh -c $U domstate lvdom | grep -q running"
+        if grep -q @@DOMU-UP "$(domu_console lvdom)" 2>/dev/null; then
+            return 0
+        fi
+        echo "lvdom did not come up (try $_try): $(virsh -c $U domstate lvdom)"
+        virsh -c $U destroy lvdom >/dev/null 2>&1
+    done
+    return 1
+}
+t lv/start lv_start || { cat /tmp/libvirtd.log; exit 1; }
 xl vcpu-list lvdom
 t lv/weight-before is_eq credit "$(credit)" "256 0"
 
