@@ -89,7 +89,8 @@ start_vmiod() {
     local name=$1 dir=$2
     (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/secret")
     rm -f "$TMP/vmiod.port"
-    "$VMIOD" --listen 127.0.0.1:0 --export "$name=$dir" --secret-file "$TMP/secret" \
+    # shellcheck disable=SC2086 # VMIOD_ARGS: extra options, split on spaces
+    "$VMIOD" --listen 127.0.0.1:0 --export "$name=$dir" --secret-file "$TMP/secret" ${VMIOD_ARGS:-} \
         --foreground --port-file "$TMP/vmiod.port" 2>"$TMP/vmiod.log" &
     VMIOD_PID=$!
     BENCH_PIDS+=("$VMIOD_PID")

@@ -20,7 +20,8 @@
 # FIO=0 to skip fio, LOCAL=0 to skip the local=on runs, PLACEMENT (free:
 # the scheduler places servers and clients, the default; split: servers
 # on CPU 0, clients on CPU 1; same: everything on CPU 0), BUILD_DIR (see
-# bench/lib.sh). On a 2-CPU machine the free placement decides much of
+# bench/lib.sh), VMIOD_ARGS (extra vmiod options, e.g. "--poll-us 0").
+# On a 2-CPU machine the free placement decides much of
 # the QD1 latency (a wake-up on the other CPU costs an IPI), and it can
 # favour either server by chance: split and same compare like with like.
 # Output: a table on stdout, raw results in bench/out/storage-*.json.
@@ -143,10 +144,10 @@ done
 
 OUT=$(out_file storage)
 python3 - "$TMP/res" "$OUT" "$RUNTIME" "$SIZE_BYTES" "$SEQ_QD" "$(machine_json)" "$REPEAT" \
-    "$PLACEMENT" <<'PY'
+    "$PLACEMENT" "${VMIOD_ARGS:-}" <<'PY'
 import json, os, sys
 
-resdir, out, runtime, size, seq_qd, machine, repeat, placement = sys.argv[1:9]
+resdir, out, runtime, size, seq_qd, machine, repeat, placement, vmiod_args = sys.argv[1:10]
 runs = []
 for name in sorted(os.listdir(resdir)):
     with open(os.path.join(resdir, name)) as f:
@@ -225,7 +226,7 @@ if local and lseq:
     print("seqread-1m: vmio local=on %.1f MB/s, local file:// %.1f MB/s: ratio = %.2f" % (
         lseq["mb_per_s"], local["mb_per_s"], lseq["mb_per_s"] / local["mb_per_s"]))
 doc = {"benchmark": "storage", "runtime_s": float(runtime), "size": int(size),
-       "repeat": int(repeat), "placement": placement,
+       "repeat": int(repeat), "placement": placement, "vmiod_args": vmiod_args,
        "seq_qd": int(seq_qd), "machine": json.loads(machine), "summary": summary,
        "local_seqread": local, "runs": runs}
 with open(out, "w") as f:

@@ -66,6 +66,8 @@ static void usage(FILE *out)
             "  -s, --secret-file FILE    shared secret clients must prove (mode 0600)\n"
             "  -f, --foreground          do not daemonize; log to stderr\n"
             "  -w, --workers N           request threads per connection (default 8)\n"
+            "      --poll-us N           spin up to N microseconds for the next request\n"
+            "                            before sleeping (adaptive; 0 = off; default 200)\n"
             "      --rdma auto|on|off    also accept RDMA connections on each listen\n"
             "                            address and port (auto: where an RDMA device\n"
             "                            serves it; on: fail otherwise; default auto)\n"
@@ -174,6 +176,7 @@ int main(int argc, char **argv)
         { "foreground", no_argument, NULL, 'f' },
         { "workers", required_argument, NULL, 'w' },
         { "rdma", required_argument, NULL, 'R' },
+        { "poll-us", required_argument, NULL, 'Q' },
         { "port-file", required_argument, NULL, 'P' },
         { "pid-file", required_argument, NULL, 'p' },
         { "verbose", no_argument, NULL, 'v' },
@@ -187,6 +190,7 @@ int main(int argc, char **argv)
     const char *secret_file = NULL, *port_file = NULL, *pid_file = NULL;
     int foreground = 0, verbose = 0;
     unsigned workers = 0;
+    long poll_us = -1;
     const char *rdma = "auto";
     int c;
 
@@ -215,6 +219,15 @@ int main(int argc, char **argv)
             if (errno || end == optarg || *end || optarg[0] == '-' || v > 1024)
                 die_usage("bad --workers '%s' (expected 0..1024)", optarg);
             workers = (unsigned)v;
+            break;
+        }
+        case 'Q': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v > 10000)
+                die_usage("bad --poll-us '%s' (expected 0..10000)", optarg);
+            poll_us = (long)v;
             break;
         }
         case 'R':
@@ -258,7 +271,8 @@ int main(int argc, char **argv)
      * the foreground, before we detach. */
     vmio_server *srv;
     if (vmio_server_new(&srv) < 0 || vmio_server_set_secret_file(srv, secret_file) < 0 ||
-        vmio_server_set_workers(srv, workers) < 0) {
+        vmio_server_set_workers(srv, workers) < 0 ||
+        (poll_us >= 0 && vmio_server_set_poll(srv, (unsigned)poll_us) < 0)) {
         fprintf(stderr, "vmiod: %s\n", vmio_errmsg());
         return 1;
     }

@@ -34,6 +34,15 @@ VMIO_API int vmio_server_set_secret_file(vmio_server *server, const char *path);
 /* Request threads per connection (0 = default, 8): each reads a request,
  * serves it and sends the reply itself. */
 VMIO_API int vmio_server_set_workers(vmio_server *server, unsigned workers);
+/* Polling: a connection with nothing to read spins on its socket for an
+ * adaptive window of up to max_us microseconds before it sleeps, yielding
+ * the CPU to anything runnable meanwhile. The window grows while requests
+ * come soon after one was answered (a client with one request at a time,
+ * which then needs no wake-up across CPUs) and shrinks to nothing when
+ * they do not, so idle connections cost no CPU. 0 turns polling off; the
+ * default is 200; at most 10000. Applies to connections accepted from
+ * then on, over TCP (RDMA does not poll). Since 0.6. */
+VMIO_API int vmio_server_set_poll(vmio_server *server, unsigned max_us);
 
 /* Export directory dir under name. Clients open "name/relative/path";
  * nothing outside dir can be reached (no "..", no symlink escape). */

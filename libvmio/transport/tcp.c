@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,24 @@ static long tcp_recv_some(struct vmio_transport *t, void *buf, size_t len)
     }
 }
 
+static long tcp_recv_poll(struct vmio_transport *t, void *buf, size_t len, uint64_t budget_ns)
+{
+    uint64_t start = vmio_now_ns();
+    for (;;) {
+        ssize_t n = recv(t->fd, buf, len, MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -EPIPE;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        if (vmio_now_ns() - start >= budget_ns)
+            return -EAGAIN;
+        /* A peer on this same CPU gets to run (and to send). */
+        sched_yield();
+    }
+}
+
 static int tcp_readable(struct vmio_transport *t)
 {
     char b;
@@ -133,6 +152,7 @@ static const struct vmio_transport_ops tcp_ops = {
     .sendv = tcp_sendv,
     .recv = tcp_recv,
     .recv_some = tcp_recv_some,
+    .recv_poll = tcp_recv_poll,
     .readable = tcp_readable,
     .shutdown = tcp_shutdown,
     .shutdown_read = tcp_shutdown_read,

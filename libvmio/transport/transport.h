@@ -6,6 +6,7 @@
 #ifndef VMIO_TRANSPORT_H
 #define VMIO_TRANSPORT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -23,6 +24,10 @@ struct vmio_transport_ops {
     /* Receive between 1 and len bytes, blocking until at least one.
      * Returns the count, -EPIPE at end of stream, or -errno. */
     long (*recv_some)(struct vmio_transport *t, void *buf, size_t len);
+    /* Like recv_some, but spin (yielding the CPU to anything runnable)
+     * for at most budget_ns instead of sleeping; -EAGAIN when nothing
+     * came. NULL where polling is not offered (RDMA). */
+    long (*recv_poll)(struct vmio_transport *t, void *buf, size_t len, uint64_t budget_ns);
     /* 1 when recv would not block (data, end of stream or an error is
      * pending), 0 otherwise. Never blocks. */
     int (*readable)(struct vmio_transport *t);
@@ -92,6 +97,12 @@ static inline void vmio_transport_shutdown(struct vmio_transport *t)
 static inline long vmio_transport_recv_some(struct vmio_transport *t, void *buf, size_t len)
 {
     return t->ops->recv_some(t, buf, len);
+}
+/* -ENOTSUP when the transport cannot poll. */
+static inline long vmio_transport_recv_poll(struct vmio_transport *t, void *buf, size_t len,
+                                            uint64_t budget_ns)
+{
+    return t->ops->recv_poll ? t->ops->recv_poll(t, buf, len, budget_ns) : -ENOTSUP;
 }
 static inline int vmio_transport_readable(struct vmio_transport *t)
 {

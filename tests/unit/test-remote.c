@@ -24,6 +24,7 @@ static char secret_path[300];
 static vmio_server *srv;
 static int port;
 static const char *uri_opts = "";   /* "?local=on" for the local-path runs */
+static int server_poll_us = -1;     /* vmio_server_set_poll; -1: the default */
 
 static void write_file(const char *p, const void *data, size_t len, mode_t mode)
 {
@@ -44,6 +45,8 @@ static vmio_server *start_server(int want)
     ck_assert_vmio_ok(vmio_server_add_export(s, "exp", expdir, 0));
     ck_assert_vmio_ok(vmio_server_add_export(s, "ro", rodir, VMIO_EXPORT_RDONLY));
     ck_assert_vmio_ok(vmio_server_add_export(s, "nl", expdir, VMIO_EXPORT_NOLOCAL));
+    if (server_poll_us >= 0)
+        ck_assert_vmio_ok(vmio_server_set_poll(s, (unsigned)server_poll_us));
     /* The previous server's port can linger briefly after a restart. */
     int r = -EADDRINUSE;
     for (int i = 0; i < 100 && r == -EADDRINUSE; i++) {
@@ -80,9 +83,23 @@ static void setup_local(void)
     setup();
 }
 
+/* The server without polling, and with the longest window. */
+static void setup_nopoll(void)
+{
+    server_poll_us = 0;
+    setup();
+}
+
+static void setup_longpoll(void)
+{
+    server_poll_us = 10000;
+    setup();
+}
+
 static void teardown(void)
 {
     uri_opts = "";
+    server_poll_us = -1;
     if (srv) {
         vmio_server_stop(srv);
         vmio_server_free(srv);
@@ -614,6 +631,10 @@ START_TEST(test_server_api_errors)
     ck_assert_vmio_err(vmio_server_set_secret_file(s, sp), EPERM,
                        "vmio_server_set_secret_file");
     ck_assert_vmio_ok(vmio_server_set_secret_file(s, secret_path));
+    ck_assert_vmio_err(vmio_server_set_poll(NULL, 10), EFAULT, "vmio_server_set_poll");
+    ck_assert_vmio_err(vmio_server_set_poll(s, 10001), EINVAL, "vmio_server_set_poll");
+    ck_assert_vmio_ok(vmio_server_set_poll(s, 10000));
+    ck_assert_vmio_ok(vmio_server_set_poll(s, 0));
     vmio_server_free(s);
     vmio_server_free(NULL);
 }
@@ -927,6 +948,25 @@ static Suite *remote_suite(void)
     tcase_add_test(tc, test_shrunk_under_read);
     suite_add_tcase(s, tc);
     /* The same I/O, with the data path taken over by the client. */
+    tc = tcase_create("nopoll");
+    tcase_add_checked_fixture(tc, setup_nopoll, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_aio_64);
+    tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_server_stopped);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("longpoll");
+    tcase_add_checked_fixture(tc, setup_longpoll, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_aio_64);
+    tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_server_stopped);
+    tcase_add_test(tc, test_server_restart);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("local");
     tcase_add_checked_fixture(tc, setup_local, teardown);
     tcase_set_timeout(tc, 60);
