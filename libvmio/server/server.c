@@ -23,8 +23,9 @@
  * per-connection budget (CONN_MAX_BYTES) that is waited for before they
  * are allocated. A peer can never make us allocate more than that.
  *
- * Polling: a reader that finds nothing to read spins on the socket for a
- * short, adaptive while before it sleeps (transport/poll.h), so the next
+ * Polling: a reader that finds nothing to read while no request of its
+ * connection is in progress spins on the socket for a short, adaptive
+ * while before it sleeps (transport/poll.h), so the next
  * request of a one-at-a-time client, which comes a few microseconds after
  * our reply, is picked up without a wake-up across CPUs.
  *
@@ -131,6 +132,8 @@ struct conn {
     uint8_t *rbuf;                  /* read-ahead, RBUF_SIZE; the reader's */
     size_t rpos, rlen;              /* unread: rbuf[rpos..rlen); the reader's */
     struct vmio_poll poll;          /* the reader's */
+    int may_poll;                   /* no request was in progress when the
+                                       reader took the role; the reader's */
 
     pthread_mutex_t spawn_lock;     /* adding request threads */
     unsigned nthreads;              /* started; spawn_lock */
@@ -543,7 +546,7 @@ static long rx_some(struct conn *c)
 static long rx_wait(struct conn *c)
 {
     struct vmio_poll *p = &c->poll;
-    if (p->max_ns == 0)
+    if (p->max_ns == 0 || !c->may_poll)
         return rx_some(c);
     uint64_t start = vmio_now_ns();
     if (p->ns) {
@@ -731,6 +734,10 @@ static int next_request(struct conn *c, struct worker *w, struct vmio_wire_reque
         return REQ_STOP;
     }
     c->reading = 1;
+    /* Polling pays only when the connection is otherwise idle: with
+     * requests in progress, their replies are on the way and the CPU is
+     * better left to them. */
+    c->may_poll = c->busy == 0;
     pthread_mutex_unlock(&c->rx_lock);
 
     if (rx_frame(c, w, &h) < 0)
