@@ -25,6 +25,10 @@ struct vmio_export {
     unsigned flags;     /* VMIO_EXPORT_* */
 };
 
+/* Tests: make the request threads' WRITE pipes this large from now on
+ * (0: the default), so that data that does not fit can be tested. */
+void vmio_server_test_pipe_size(unsigned bytes);
+
 /* Open dir and make an export of it. Errors are recorded under api. */
 int vmio_export_new(const char *api, const char *name, const char *dir, unsigned flags,
                     struct vmio_export **out);

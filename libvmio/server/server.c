@@ -80,6 +80,12 @@
  * local file (not over RDMA): one copy less on the server. */
 #define SENDFILE_MIN (64u << 10)
 #define RX_SMALL (RBUF_SIZE / 2)
+/* WRITE data of frames larger than RX_SMALL to a local file goes from the
+ * socket into a pipe of the request thread (splice, no copy), and from
+ * there into the file once the request has been checked: one copy less.
+ * The pipe is made this large (the most an unprivileged process gets);
+ * data that does not fit is received the usual way. */
+#define PIPE_BYTES (1u << 20)
 /* A request that ran this long while nobody was reading checks whether
  * input is waiting. */
 #define SLOW_NS 200000u
@@ -101,7 +107,19 @@ struct worker {                     /* one request thread of a connection */
     int sf_fd;                      /* >= 0: the READ reply's data is this
                                        file's from sf_off (sendfile) */
     uint64_t sf_off;
+    int pipefd[2];                  /* valid when has_pipe */
+    int has_pipe;
+    size_t piped;                   /* the WRITE's last piped bytes are in
+                                       the pipe, not in buf */
 };
+
+/* Size of the pipes made from now on (tests make it tiny). */
+static unsigned pipe_bytes = PIPE_BYTES;
+
+void vmio_server_test_pipe_size(unsigned bytes)
+{
+    pipe_bytes = bytes ? bytes : PIPE_BYTES;
+}
 
 struct conn {
     struct conn *next, *prev;       /* srv->conns (prev unused on zombies) */
@@ -488,6 +506,30 @@ static void mem_uncharge(struct conn *c, size_t n)
     pthread_mutex_unlock(&c->mem_lock);
 }
 
+/* Close the thread's pipe, and whatever it still holds with it. */
+static void pipe_drop(struct worker *w)
+{
+    if (w->has_pipe) {
+        close(w->pipefd[0]);
+        close(w->pipefd[1]);
+        w->has_pipe = 0;
+    }
+    w->piped = 0;
+}
+
+static int pipe_get(struct worker *w)
+{
+    if (w->has_pipe)
+        return 0;
+    if (pipe2(w->pipefd, O_CLOEXEC) < 0)
+        return -errno;
+    /* Best effort: a smaller pipe only means more data takes the usual
+     * way. */
+    (void)fcntl(w->pipefd[1], F_SETPIPE_SZ, (int)pipe_bytes);
+    w->has_pipe = 1;
+    return 0;
+}
+
 static void buf_drop(struct conn *c, struct worker *w)
 {
     vmio_mr_dereg(w->mr);
@@ -585,6 +627,41 @@ static int rx_fill(struct conn *c, size_t want, int request)
     return 0;
 }
 
+/* The last rest bytes of a WRITE frame, have bytes of which are in w->buf:
+ * into the thread's pipe, or, when they do not all fit, into w->buf after
+ * all. Reader role held. */
+static int rx_splice(struct conn *c, struct worker *w, size_t have, size_t rest)
+{
+    size_t moved = 0;
+    while (moved < rest) {
+        long n = vmio_transport_splice_in(c->t, w->pipefd[1], rest - moved);
+        if (n > 0) {
+            moved += (size_t)n;
+            continue;
+        }
+        if (n != -ENOSPC) {
+            pipe_drop(w);
+            return (int)n;
+        }
+        /* Full (the sender's segments filled its slots with less than a
+         * page each): take what it holds back out, receive the rest. */
+        uint8_t *p = w->buf + have;
+        for (size_t got = 0; got < moved;) {
+            ssize_t k = read(w->pipefd[0], p + got, moved - got);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) {
+                pipe_drop(w);
+                return k < 0 ? -errno : -EIO;
+            }
+            got += (size_t)k;
+        }
+        return vmio_transport_recv(c->t, p + moved, rest - moved);
+    }
+    w->piped = rest;
+    return 0;
+}
+
 /* Read one request frame: the header into *h, the body into w->buf.
  * Reader role held. Returns 0, or < 0 (logged) when the stream ended or
  * cannot be followed any more. */
@@ -613,7 +690,17 @@ static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
         vmio_log(VMIO_LOG_ERROR, "vmio_server: %s: out of memory; closing", c->t->peer);
         return -ENOMEM;
     }
-    if (have >= len) {
+    /* The data of a large WRITE to a local file goes into the pipe; its
+     * I/O fields must be here first (they may have come alone). */
+    int to_pipe = len > RX_SMALL && h->type == VMIO_WIRE_WRITE && c->t->ops->splice_in &&
+                  vmio_file_local_fd(c->file) >= 0;
+    if (to_pipe && have < VMIO_WIRE_IO_BODY) {
+        r = rx_fill(c, VMIO_WIRE_IO_BODY, 0);
+        have = c->rlen - c->rpos;
+    }
+    if (r < 0) {
+        /* reported below */
+    } else if (have >= len) {
         memcpy(w->buf, c->rbuf + c->rpos, len);
         c->rpos += len;
     } else if (len <= RX_SMALL) {
@@ -623,10 +710,14 @@ static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
             c->rpos = len;
         }
     } else {
-        /* Large: what is buffered, then the rest straight into place. */
+        /* Large: what is buffered, then the rest straight into place
+         * (for the data of a WRITE to a local file: into the pipe). */
         memcpy(w->buf, c->rbuf + c->rpos, have);
         c->rpos = c->rlen = 0;
-        r = vmio_transport_recv(c->t, w->buf + have, len - have);
+        if (to_pipe && pipe_get(w) == 0)
+            r = rx_splice(c, w, have, len - have);
+        else
+            r = vmio_transport_recv(c->t, w->buf + have, len - have);
     }
     if (r < 0) {
         vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: truncated frame (%s); closing",
@@ -889,6 +980,32 @@ static int local_reply(struct conn *c, uint8_t *out)
  * in *body (READ data goes into w->buf, whose request body has been
  * decoded already; small replies into small[VMIO_WIRE_LOCAL_REPLY]), or
  * < 0 with the error recorded. */
+/* A checked WRITE whose data is in w->buf (data, the first bytes) and in
+ * the thread's pipe (the last w->piped bytes): into the file. */
+static int write_piped(struct conn *c, struct worker *w, const struct vmio_wire_io *io,
+                       const void *data)
+{
+    size_t pre = io->length - w->piped;
+    int fd = vmio_file_local_fd(c->file);
+    int r = vmio_check_range(API, c->file, io->offset, io->length);
+    if (r == 0 && pre)
+        r = vmio_pwrite(c->file, data, pre, io->offset, 0);
+    loff_t off = (loff_t)(io->offset + pre);
+    while (r == 0 && w->piped) {
+        ssize_t n = splice(w->pipefd[0], NULL, fd, &off, w->piped, SPLICE_F_MOVE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            r = vmio_set_error_errno(API, n < 0 ? errno : EIO, "write of %u bytes at %" PRIu64
+                                     " failed", io->length, io->offset);
+        else
+            w->piped -= (size_t)n;
+    }
+    if (r == 0 && (io->flags & VMIO_WIRE_REQ_FUA))
+        r = vmio_flush(c->file);
+    return r;
+}
+
 static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire_request *q,
                         uint8_t *small, const void **bodyp, size_t *blenp)
 {
@@ -953,7 +1070,9 @@ static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire
                 r = rdma_move(c, w, io, 0);
             data = w->buf;
         }
-        if (r == 0)
+        if (r == 0 && w->piped)
+            r = write_piped(c, w, io, data);
+        else if (r == 0)
             r = vmio_pwrite(c->file, data, io->length, io->offset,
                             (io->flags & VMIO_WIRE_REQ_FUA) ? VMIO_REQ_FUA : 0);
         break;
@@ -1067,10 +1186,14 @@ static void serve(struct conn *c, struct worker *w)
             w->sf_fd = -1;
             __atomic_add_fetch(&c->served, 1, __ATOMIC_RELAXED);
         }
+        /* Data of a refused or failed WRITE is dropped with the pipe. */
+        if (w->piped)
+            pipe_drop(w);
         if (w->cap > KEEP_BYTES)
             buf_drop(c, w);
     }
     buf_drop(c, w);
+    pipe_drop(w);
 }
 
 static void *request_main(void *arg)

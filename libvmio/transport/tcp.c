@@ -117,6 +117,29 @@ static long tcp_recv_poll(struct vmio_transport *t, void *buf, size_t len, uint6
     }
 }
 
+static long tcp_splice_in(struct vmio_transport *t, int pipefd, size_t len)
+{
+    for (;;) {
+        /* Non-blocking on both ends: a full pipe must not block us (only
+         * we drain it); an empty socket is waited for below. */
+        ssize_t n = splice(t->fd, NULL, pipefd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return -EPIPE;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        struct pollfd pf = { .fd = pipefd, .events = POLLOUT };
+        if (poll(&pf, 1, 0) == 0)
+            return -ENOSPC;
+        pf = (struct pollfd){ .fd = t->fd, .events = POLLIN };
+        if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
 static int tcp_readable(struct vmio_transport *t)
 {
     char b;
@@ -153,6 +176,7 @@ static const struct vmio_transport_ops tcp_ops = {
     .recv = tcp_recv,
     .recv_some = tcp_recv_some,
     .recv_poll = tcp_recv_poll,
+    .splice_in = tcp_splice_in,
     .readable = tcp_readable,
     .shutdown = tcp_shutdown,
     .shutdown_read = tcp_shutdown_read,

@@ -28,6 +28,12 @@ struct vmio_transport_ops {
      * for at most budget_ns instead of sleeping; -EAGAIN when nothing
      * came. NULL where polling is not offered (RDMA). */
     long (*recv_poll)(struct vmio_transport *t, void *buf, size_t len, uint64_t budget_ns);
+    /* Move between 1 and len bytes of the stream into the pipe pipefd
+     * without copying them through user space (splice), waiting for data
+     * but never for room in the pipe: -ENOSPC when the pipe is full and
+     * nothing was moved, -EPIPE at end of stream, -errno. NULL where the
+     * transport cannot (RDMA). */
+    long (*splice_in)(struct vmio_transport *t, int pipefd, size_t len);
     /* 1 when recv would not block (data, end of stream or an error is
      * pending), 0 otherwise. Never blocks. */
     int (*readable)(struct vmio_transport *t);
@@ -103,6 +109,11 @@ static inline long vmio_transport_recv_poll(struct vmio_transport *t, void *buf,
                                             uint64_t budget_ns)
 {
     return t->ops->recv_poll ? t->ops->recv_poll(t, buf, len, budget_ns) : -ENOTSUP;
+}
+/* -ENOTSUP when the transport cannot splice. */
+static inline long vmio_transport_splice_in(struct vmio_transport *t, int pipefd, size_t len)
+{
+    return t->ops->splice_in ? t->ops->splice_in(t, pipefd, len) : -ENOTSUP;
 }
 static inline int vmio_transport_readable(struct vmio_transport *t)
 {

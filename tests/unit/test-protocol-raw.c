@@ -18,6 +18,7 @@
 
 #include "protocol/auth.h"
 #include "protocol/wire.h"
+#include "server/internal.h"
 
 #define SECRET "raw-protocol-test-secret-0d9e8f7a6b5c"
 #define IMG_SIZE (1024u * 1024u)
@@ -665,6 +666,79 @@ START_TEST(test_read_only_open)
 }
 END_TEST
 
+/* WRITE data beyond the read-ahead goes into a pipe of the request thread
+ * (splice) and from there into the file: it lands where it belongs,
+ * refused and cut-off writes leave the image alone and the connection in
+ * step, and data that does not fit the pipe still arrives whole. */
+START_TEST(test_large_writes)
+{
+    const uint32_t len = 256 * 1024;
+    uint8_t *p = malloc(len);
+    int fd = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
+
+    test_fill(p, len, 4097, 77);
+    struct vmio_wire_io io = { .offset = 4097, .length = len };
+    send_io(fd, VMIO_WIRE_WRITE, 60, &io, p, len);
+    expect_ok(fd, VMIO_WIRE_WRITE, 60, NULL, 0);
+    check_image(fd, 4097, len, 77);
+    check_image(fd, 0, 4097, 51);
+    check_image(fd, 4097 + len, 4096, 51);
+    /* With FUA. */
+    test_fill(p, len, 4097, 78);
+    io.flags = VMIO_WIRE_REQ_FUA;
+    send_io(fd, VMIO_WIRE_WRITE, 61, &io, p, len);
+    expect_ok(fd, VMIO_WIRE_WRITE, 61, NULL, 0);
+    check_image(fd, 4097, len, 78);
+
+    /* Refused after the data was taken off the socket: a bad flag, a range
+     * past the end. Nothing written, the next request is understood. */
+    test_fill(p, len, 512 * 1024, 79);
+    io = (struct vmio_wire_io){ .offset = 512 * 1024, .length = len, .flags = 0x40 };
+    send_io(fd, VMIO_WIRE_WRITE, 62, &io, p, len);
+    expect_error(fd, VMIO_WIRE_WRITE, 62, VMIO_WIRE_EPROTO, "flags");
+    io = (struct vmio_wire_io){ .offset = IMG_SIZE - len / 2, .length = len };
+    send_io(fd, VMIO_WIRE_WRITE, 63, &io, p, len);
+    expect_error(fd, VMIO_WIRE_WRITE, 63, VMIO_WIRE_EINVAL, "beyond the end");
+    check_image(fd, 512 * 1024, IMG_SIZE - 512 * 1024, 51);
+    /* The refused data is gone: the next write is exactly its own. */
+    test_fill(p, len, 8192, 81);
+    io = (struct vmio_wire_io){ .offset = 8192, .length = len };
+    send_io(fd, VMIO_WIRE_WRITE, 66, &io, p, len);
+    expect_ok(fd, VMIO_WIRE_WRITE, 66, NULL, 0);
+    check_image(fd, 8192, len, 81);
+
+    /* Cut off in the middle of the data: the connection ends, nothing of
+     * it reaches the image. */
+    int cut = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
+    struct vmio_wire_hdr h = { .type = VMIO_WIRE_WRITE, .id = 64,
+                               .length = VMIO_WIRE_IO_BODY + len };
+    uint8_t hb[VMIO_WIRE_HDR_SIZE + VMIO_WIRE_IO_BODY];
+    vmio_wire_encode_hdr(hb, &h);
+    io = (struct vmio_wire_io){ .offset = 512 * 1024, .length = len };
+    vmio_wire_encode_io(hb + VMIO_WIRE_HDR_SIZE, &io);
+    send_raw(cut, hb, sizeof hb);
+    send_raw(cut, p, len - 1000);
+    shutdown(cut, SHUT_WR);
+    expect_closed(cut);
+    check_image(fd, 512 * 1024, len, 51);
+    close(fd);
+
+    /* A one-page pipe: the data is taken back out and received the usual
+     * way. Pipes are made per request thread, so on a new connection. */
+    vmio_server_test_pipe_size(4096);
+    fd = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
+    test_fill(p, len, 512 * 1024 + 3, 80);
+    io = (struct vmio_wire_io){ .offset = 512 * 1024 + 3, .length = len };
+    send_io(fd, VMIO_WIRE_WRITE, 65, &io, p, len);
+    expect_ok(fd, VMIO_WIRE_WRITE, 65, NULL, 0);
+    vmio_server_test_pipe_size(0);
+    check_image(fd, 512 * 1024 + 3, len, 80);
+    check_image(fd, 512 * 1024 + 3 + len, 4096, 51);
+    close(fd);
+    free(p);
+}
+END_TEST
+
 /* ---- the client against a hand-driven server ---------------------------- */
 
 /* Grants LOCAL in HELLO, answers AUTH and OPEN, and closes the connection
@@ -801,6 +875,7 @@ static Suite *raw_suite(void)
     tcase_add_test(tc, test_good_client);
     tcase_add_test(tc, test_garbage);
     tcase_add_test(tc, test_truncated);
+    tcase_add_test(tc, test_large_writes);
     tcase_add_test(tc, test_oversized);
     tcase_add_test(tc, test_bad_handshake);
     tcase_add_test(tc, test_bad_requests);
