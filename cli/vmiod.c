@@ -91,6 +91,17 @@ static void die_usage(const char *fmt, ...)
     exit(1);
 }
 
+/* A decimal count 0..max given to option name; dies on anything else. */
+static unsigned parse_count(const char *arg, const char *name, unsigned long max)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (errno || end == arg || *end || arg[0] == '-' || v > max)
+        die_usage("bad %s '%s' (expected 0..%lu)", name, arg, max);
+    return (unsigned)v;
+}
+
 static int parse_port(const char *s, uint16_t *port)
 {
     if (!*s || strlen(s) > 5 || strspn(s, "0123456789") != strlen(s))
@@ -212,24 +223,12 @@ int main(int argc, char **argv)
         case 'f':
             foreground = 1;
             break;
-        case 'w': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || v > 1024)
-                die_usage("bad --workers '%s' (expected 0..1024)", optarg);
-            workers = (unsigned)v;
+        case 'w':
+            workers = parse_count(optarg, "--workers", 1024);
             break;
-        }
-        case 'Q': {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || v > 10000)
-                die_usage("bad --poll-us '%s' (expected 0..10000)", optarg);
-            poll_us = (long)v;
+        case 'Q':
+            poll_us = parse_count(optarg, "--poll-us", 10000);
             break;
-        }
         case 'R':
             if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
                 die_usage("bad --rdma '%s' (expected auto, on or off)", optarg);

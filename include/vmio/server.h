@@ -34,8 +34,9 @@ VMIO_API int vmio_server_set_secret_file(vmio_server *server, const char *path);
 /* Request threads per connection (0 = default, 8): each reads a request,
  * serves it and sends the reply itself. */
 VMIO_API int vmio_server_set_workers(vmio_server *server, unsigned workers);
-/* Polling: a connection with nothing to read spins on its socket for an
- * adaptive window of up to max_us microseconds before it sleeps, yielding
+/* Polling: a connection with nothing to read and no request in progress
+ * spins on its socket for an adaptive window of up to max_us microseconds
+ * before it sleeps, yielding
  * the CPU to anything runnable meanwhile. The window grows while requests
  * come soon after one was answered (a client with one request at a time,
  * which then needs no wake-up across CPUs) and shrinks to nothing when

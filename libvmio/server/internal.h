@@ -28,6 +28,9 @@ struct vmio_export {
 /* Tests: make the request threads' WRITE pipes this large from now on
  * (0: the default), so that data that does not fit can be tested. */
 void vmio_server_test_pipe_size(unsigned bytes);
+/* Tests: WRITE frames whose data went through a pipe, and those whose
+ * data had to be taken back out of it, since the process started. */
+void vmio_server_test_splice_stats(uint64_t *spliced, uint64_t *spilled);
 
 /* Open dir and make an export of it. Errors are recorded under api. */
 int vmio_export_new(const char *api, const char *name, const char *dir, unsigned flags,

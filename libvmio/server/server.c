@@ -21,7 +21,8 @@
  * sends more is simply not read until a thread is free; a thread keeps a
  * buffer of up to KEEP_BYTES, and larger buffers are charged to a
  * per-connection budget (CONN_MAX_BYTES) that is waited for before they
- * are allocated. A peer can never make us allocate more than that.
+ * are allocated. A peer can never make us allocate more than that (plus
+ * the data sitting in the threads' WRITE pipes, at most PIPE_BYTES each).
  *
  * Polling: a reader that finds nothing to read while no request of its
  * connection is in progress spins on the socket for a short, adaptive
@@ -109,16 +110,31 @@ struct worker {                     /* one request thread of a connection */
     uint64_t sf_off;
     int pipefd[2];                  /* valid when has_pipe */
     int has_pipe;
+    size_t pipe_size;               /* what the kernel gave (F_GETPIPE_SZ) */
     size_t piped;                   /* the WRITE's last piped bytes are in
                                        the pipe, not in buf */
+    unsigned spills;                /* pipe found full, data taken back */
+    int no_splice;                  /* splicing did not work out: don't */
 };
 
-/* Size of the pipes made from now on (tests make it tiny). */
+/* At this many spills a thread stops splicing (the peer's segments fill
+ * the pipe's slots with too little each, e.g. 1500-byte MTU). */
+#define MAX_SPILLS 3
+
+/* Tests: size of the pipes made from now on, and how often data went
+ * through a pipe and came back out of a full one. */
 static unsigned pipe_bytes = PIPE_BYTES;
+static uint64_t n_spliced, n_spilled;
 
 void vmio_server_test_pipe_size(unsigned bytes)
 {
-    pipe_bytes = bytes ? bytes : PIPE_BYTES;
+    __atomic_store_n(&pipe_bytes, bytes ? bytes : PIPE_BYTES, __ATOMIC_RELAXED);
+}
+
+void vmio_server_test_splice_stats(uint64_t *spliced, uint64_t *spilled)
+{
+    *spliced = __atomic_load_n(&n_spliced, __ATOMIC_RELAXED);
+    *spilled = __atomic_load_n(&n_spilled, __ATOMIC_RELAXED);
 }
 
 struct conn {
@@ -523,9 +539,12 @@ static int pipe_get(struct worker *w)
         return 0;
     if (pipe2(w->pipefd, O_CLOEXEC) < 0)
         return -errno;
-    /* Best effort: a smaller pipe only means more data takes the usual
-     * way. */
-    (void)fcntl(w->pipefd[1], F_SETPIPE_SZ, (int)pipe_bytes);
+    /* Best effort: past the user's pipe-user-pages-soft the kernel gives
+     * small pipes, and frames larger than the pipe take the usual way. */
+    (void)fcntl(w->pipefd[1], F_SETPIPE_SZ,
+                (int)__atomic_load_n(&pipe_bytes, __ATOMIC_RELAXED));
+    int sz = fcntl(w->pipefd[1], F_GETPIPE_SZ);
+    w->pipe_size = sz > 0 ? (size_t)sz : 0;
     w->has_pipe = 1;
     return 0;
 }
@@ -572,12 +591,7 @@ static int buf_reserve(struct conn *c, struct worker *w, size_t need)
 
 /* ---- receiving -------------------------------------------------------- */
 
-/* Receive into the connection's read-ahead buffer until at least want
- * bytes (<= RBUF_SIZE) are unread; reader role held. request: a new
- * request is awaited (polling applies). One recv() usually
- * brings a whole request, or several: the transport's own recv reads
- * exact lengths, which would cost a system call for the header and
- * another for the body. */
+/* One receive into the free end of the read-ahead buffer. */
 static long rx_some(struct conn *c)
 {
     return vmio_transport_recv_some(c->t, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
@@ -609,6 +623,12 @@ static long rx_wait(struct conn *c)
     return n;
 }
 
+/* Receive into the connection's read-ahead buffer until at least want
+ * bytes (<= RBUF_SIZE) are unread; reader role held. request: a new
+ * request is awaited (polling applies). One recv() usually brings a whole
+ * request, or several: the transport's own recv reads exact lengths,
+ * which would cost a system call for the header and another for the
+ * body. */
 static int rx_fill(struct conn *c, size_t want, int request)
 {
     size_t have = c->rlen - c->rpos;
@@ -628,38 +648,49 @@ static int rx_fill(struct conn *c, size_t want, int request)
 }
 
 /* The last rest bytes of a WRITE frame, have bytes of which are in w->buf:
- * into the thread's pipe, or, when they do not all fit, into w->buf after
- * all. Reader role held. */
+ * into the thread's pipe, or, when they do not all fit or splicing fails,
+ * into w->buf after all. Reader role held. */
 static int rx_splice(struct conn *c, struct worker *w, size_t have, size_t rest)
 {
     size_t moved = 0;
+    long n = 0;
     while (moved < rest) {
-        long n = vmio_transport_splice_in(c->t, w->pipefd[1], rest - moved);
-        if (n > 0) {
-            moved += (size_t)n;
-            continue;
-        }
-        if (n != -ENOSPC) {
-            pipe_drop(w);
-            return (int)n;
-        }
-        /* Full (the sender's segments filled its slots with less than a
-         * page each): take what it holds back out, receive the rest. */
-        uint8_t *p = w->buf + have;
-        for (size_t got = 0; got < moved;) {
-            ssize_t k = read(w->pipefd[0], p + got, moved - got);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k <= 0) {
-                pipe_drop(w);
-                return k < 0 ? -errno : -EIO;
-            }
-            got += (size_t)k;
-        }
-        return vmio_transport_recv(c->t, p + moved, rest - moved);
+        n = vmio_transport_splice_in(c->t, w->pipefd[1], rest - moved);
+        if (n <= 0)
+            break;
+        moved += (size_t)n;
     }
-    w->piped = rest;
-    return 0;
+    if (moved == rest) {
+        w->piped = rest;
+        __atomic_add_fetch(&n_spliced, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (n == -EPIPE) {
+        pipe_drop(w);
+        return (int)n;
+    }
+    /* Full (the sender's segments filled its slots with less than a page
+     * each), or splice refused (then never again): take what the pipe
+     * holds back out, receive the rest the usual way. */
+    __atomic_add_fetch(&n_spilled, 1, __ATOMIC_RELAXED);
+    if (n != -ENOSPC || ++w->spills >= MAX_SPILLS) {
+        vmio_log(VMIO_LOG_DEBUG, "vmio_server: %s: no more splicing on this thread (%s)",
+                 c->t->peer, n == -ENOSPC ? "the pipe keeps filling up" : strerror((int)-n));
+        w->no_splice = 1;
+    }
+    uint8_t *p = w->buf + have;
+    for (size_t got = 0; got < moved;) {
+        ssize_t k = read(w->pipefd[0], p + got, moved - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : EIO;
+            pipe_drop(w);
+            return -e;
+        }
+        got += (size_t)k;
+    }
+    return vmio_transport_recv(c->t, p + moved, rest - moved);
 }
 
 /* Read one request frame: the header into *h, the body into w->buf.
@@ -693,7 +724,7 @@ static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
     /* The data of a large WRITE to a local file goes into the pipe; its
      * I/O fields must be here first (they may have come alone). */
     int to_pipe = len > RX_SMALL && h->type == VMIO_WIRE_WRITE && c->t->ops->splice_in &&
-                  vmio_file_local_fd(c->file) >= 0;
+                  !w->no_splice && vmio_file_local_fd(c->file) >= 0;
     if (to_pipe && have < VMIO_WIRE_IO_BODY) {
         r = rx_fill(c, VMIO_WIRE_IO_BODY, 0);
         have = c->rlen - c->rpos;
@@ -714,7 +745,11 @@ static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
          * (for the data of a WRITE to a local file: into the pipe). */
         memcpy(w->buf, c->rbuf + c->rpos, have);
         c->rpos = c->rlen = 0;
-        if (to_pipe && pipe_get(w) == 0)
+        /* Not with FUA: a spliced write can only be made durable by
+         * syncing the whole file, where pwritev2(RWF_DSYNC) syncs its own
+         * range. The flags are bytes 12..15 of the I/O body. */
+        if (to_pipe && !(vmio_get_le32(w->buf + 12) & VMIO_WIRE_REQ_FUA) && pipe_get(w) == 0 &&
+            len - have <= w->pipe_size)
             r = rx_splice(c, w, have, len - have);
         else
             r = vmio_transport_recv(c->t, w->buf + have, len - have);
@@ -976,12 +1011,9 @@ static int local_reply(struct conn *c, uint8_t *out)
     return 0;
 }
 
-/* Run one request through the storage API. Returns 0 with the reply body
- * in *body (READ data goes into w->buf, whose request body has been
- * decoded already; small replies into small[VMIO_WIRE_LOCAL_REPLY]), or
- * < 0 with the error recorded. */
 /* A checked WRITE whose data is in w->buf (data, the first bytes) and in
- * the thread's pipe (the last w->piped bytes): into the file. */
+ * the thread's pipe (the last w->piped bytes): into the file. Where the
+ * file cannot take a splice, the pipe's data goes through w->buf. */
 static int write_piped(struct conn *c, struct worker *w, const struct vmio_wire_io *io,
                        const void *data)
 {
@@ -993,19 +1025,43 @@ static int write_piped(struct conn *c, struct worker *w, const struct vmio_wire_
     loff_t off = (loff_t)(io->offset + pre);
     while (r == 0 && w->piped) {
         ssize_t n = splice(w->pipefd[0], NULL, fd, &off, w->piped, SPLICE_F_MOVE);
+        if (n > 0) {
+            w->piped -= (size_t)n;
+            continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            r = vmio_set_error_errno(API, n < 0 ? errno : EIO, "write of %u bytes at %" PRIu64
-                                     " failed", io->length, io->offset);
-        else
-            w->piped -= (size_t)n;
+        int e = n < 0 ? errno : EIO;
+        if ((e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) &&
+            off == (loff_t)(io->offset + pre)) {
+            /* Nothing spliced yet: the file system does not splice. */
+            w->no_splice = 1;
+            uint8_t *p = w->buf + VMIO_WIRE_IO_BODY + pre;
+            size_t left = w->piped;
+            for (size_t got = 0; r == 0 && got < left;) {
+                ssize_t k = read(w->pipefd[0], p + got, left - got);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0)
+                    r = vmio_set_error_errno(API, k < 0 ? errno : EIO, "pipe read failed");
+                else
+                    got += (size_t)k;
+            }
+            w->piped = 0;
+            if (r == 0)
+                r = vmio_pwrite(c->file, p, left, (uint64_t)off, 0);
+            break;
+        }
+        r = vmio_set_error_errno(API, e, "write of %u bytes at %" PRIu64 " failed",
+                                 io->length, io->offset);
     }
-    if (r == 0 && (io->flags & VMIO_WIRE_REQ_FUA))
-        r = vmio_flush(c->file);
     return r;
 }
 
+/* Run one request through the storage API. Returns 0 with the reply body
+ * in *body (READ data goes into w->buf, whose request body has been
+ * decoded already; small replies into small[VMIO_WIRE_LOCAL_REPLY]), or
+ * < 0 with the error recorded. */
 static int exec_request(struct conn *c, struct worker *w, const struct vmio_wire_request *q,
                         uint8_t *small, const void **bodyp, size_t *blenp)
 {
@@ -1242,10 +1298,15 @@ static void *conn_main(void *arg)
 
     if (r == 0) {
         serve_conn(c, nthreads);
-        vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64 " requests "
-                 "(polling: next request found %" PRIu64 " times, slept %" PRIu64 " times)",
-                 c->t->peer, __atomic_load_n(&c->served, __ATOMIC_RELAXED), c->poll.hits,
-                 c->poll.sleeps);
+        if (c->poll.hits + c->poll.sleeps)
+            vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64
+                     " requests (polling: next request found %" PRIu64 " times, slept %"
+                     PRIu64 " times)", c->t->peer,
+                     __atomic_load_n(&c->served, __ATOMIC_RELAXED), c->poll.hits,
+                     c->poll.sleeps);
+        else
+            vmio_log(VMIO_LOG_INFO, "vmio_server: %s: disconnected after %" PRIu64 " requests",
+                     c->t->peer, __atomic_load_n(&c->served, __ATOMIC_RELAXED));
     } else if (timed_out) {
         vmio_log(VMIO_LOG_WARNING, "vmio_server: %s: handshake timed out; closing",
                  c->t->peer);
@@ -1319,7 +1380,7 @@ static void new_conn(struct vmio_server *s, struct vmio_transport *t)
     c->srv = s;
     c->t = t;
     pthread_mutex_lock(&s->lock);
-    vmio_poll_init(&c->poll, (uint64_t)s->poll_us * 1000u);
+    vmio_poll_init(&c->poll, t->ops->recv_poll ? (uint64_t)s->poll_us * 1000u : 0);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);

@@ -120,8 +120,10 @@ static long tcp_recv_poll(struct vmio_transport *t, void *buf, size_t len, uint6
 static long tcp_splice_in(struct vmio_transport *t, int pipefd, size_t len)
 {
     for (;;) {
-        /* Non-blocking on both ends: a full pipe must not block us (only
-         * we drain it); an empty socket is waited for below. */
+        /* SPLICE_F_NONBLOCK: a full pipe must not block us (only we
+         * drain it). The blocking socket waits for data inside splice;
+         * the poll below covers sockets that return EAGAIN anyway (a
+         * receive timeout). */
         ssize_t n = splice(t->fd, NULL, pipefd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0)
             return n;

@@ -642,6 +642,54 @@ END_TEST
 
 /* ---- server going away ----------------------------------------------------- */
 
+/* What the server logs about polling when a connection ends. */
+static pthread_mutex_t poll_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char poll_log[512];
+
+static void poll_log_cb(void *opaque, int level, const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    if (strstr(msg, "disconnected after")) {
+        pthread_mutex_lock(&poll_log_lock);
+        snprintf(poll_log, sizeof poll_log, "%s", msg);
+        pthread_mutex_unlock(&poll_log_lock);
+    }
+}
+
+/* One request at a time: with polling the server finds most of them by
+ * polling (the window is 10 ms, far longer than a round trip even under
+ * valgrind); without, it never polls. */
+START_TEST(test_poll_counts)
+{
+    poll_log[0] = '\0';
+    vmio_set_log(poll_log_cb, NULL, VMIO_LOG_INFO);
+    vmio_file *f = open_ok("exp/poll.img", VMIO_O_CREATE, MiB);
+    uint8_t b[4096];
+    for (int i = 0; i < 200; i++)
+        ck_assert_vmio_ok(vmio_pread(f, b, sizeof b, (uint64_t)(i % 256) * 4096));
+    vmio_close(f);
+    /* Stopping joins the connection's threads: the line is logged. */
+    ck_assert_vmio_ok(vmio_server_stop(srv));
+    vmio_server_free(srv);
+    srv = NULL;
+    vmio_set_log(NULL, NULL, 0);
+    pthread_mutex_lock(&poll_log_lock);
+    char line[512];
+    snprintf(line, sizeof line, "%s", poll_log);
+    pthread_mutex_unlock(&poll_log_lock);
+    ck_assert_msg(strstr(line, "disconnected after") != NULL, "no disconnect line");
+    const char *q = strstr(line, "next request found ");
+    if (server_poll_us == 0) {
+        ck_assert_msg(q == NULL, "polled although polling is off: %s", line);
+    } else {
+        ck_assert_msg(q != NULL, "no polling figures: %s", line);
+        unsigned long hits = strtoul(q + strlen("next request found "), NULL, 10);
+        ck_assert_msg(hits > 0, "never found a request by polling: %s", line);
+    }
+}
+END_TEST
+
 START_TEST(test_server_stopped)
 {
     vmio_file *f = NULL;
@@ -951,6 +999,7 @@ static Suite *remote_suite(void)
     tc = tcase_create("nopoll");
     tcase_add_checked_fixture(tc, setup_nopoll, teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_poll_counts);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_aio_64);
     tcase_add_test(tc, test_threads);
@@ -960,6 +1009,7 @@ static Suite *remote_suite(void)
     tc = tcase_create("longpoll");
     tcase_add_checked_fixture(tc, setup_longpoll, teardown);
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_poll_counts);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_aio_64);
     tcase_add_test(tc, test_threads);
