@@ -661,7 +661,8 @@ static int with_flags(struct vmio_group_conn *c, virDomainPtr d, const char *wha
         if (level < 0 || (i >= 0 && level == first))
             continue;
         /* libvirt's libxl driver takes LIVE|CONFIG and changes the live
-         * definition only (vCPU pins, libvirt 9.0): each half alone */
+         * definition only (seen with vCPU pins, libvirt 9.0): on a running
+         * Xen domain every operation is tried one half at a time */
         if (level == LEVEL_BOTH && running && p->is_xen)
             continue;
         if (try_level(c, d, what, op, arg, level, running) == 0) {
