@@ -965,6 +965,22 @@ START_TEST(test_local_refused)
 }
 END_TEST
 
+/* The server without polling or with the longest window: the polling
+ * figures, and I/O and stop with that setting. */
+static TCase *add_poll_case(Suite *s, const char *name, void (*setup_fn)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup_fn, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_poll_counts);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_aio_64);
+    tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_server_stopped);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 static Suite *remote_suite(void)
 {
     Suite *s = suite_create("remote");
@@ -995,28 +1011,11 @@ static Suite *remote_suite(void)
     tcase_add_test(tc, test_server_restart);
     tcase_add_test(tc, test_shrunk_under_read);
     suite_add_tcase(s, tc);
-    /* The same I/O, with the data path taken over by the client. */
-    tc = tcase_create("nopoll");
-    tcase_add_checked_fixture(tc, setup_nopoll, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_poll_counts);
-    tcase_add_test(tc, test_roundtrip);
-    tcase_add_test(tc, test_aio_64);
-    tcase_add_test(tc, test_threads);
-    tcase_add_test(tc, test_server_stopped);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("longpoll");
-    tcase_add_checked_fixture(tc, setup_longpoll, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_poll_counts);
-    tcase_add_test(tc, test_roundtrip);
-    tcase_add_test(tc, test_aio_64);
-    tcase_add_test(tc, test_threads);
-    tcase_add_test(tc, test_server_stopped);
+    add_poll_case(s, "nopoll", setup_nopoll);
+    tc = add_poll_case(s, "longpoll", setup_longpoll);
     tcase_add_test(tc, test_server_restart);
-    suite_add_tcase(s, tc);
 
+    /* The same I/O, with the data path taken over by the client. */
     tc = tcase_create("local");
     tcase_add_checked_fixture(tc, setup_local, teardown);
     tcase_set_timeout(tc, 60);
