@@ -18,9 +18,13 @@
 #     leaves pools, affinities, credit and tags as they were.
 # Only credit pools: moving CPUs between Pool-0 and a credit2 pool once
 # crashed Xen 4.17 under TCG (a NULL dereference in credit's csched_tick);
-# a credit2 pool is asked for only where it must be refused.
+# a credit2 pool is asked for only where it must be refused. The same race
+# hits CPUs leaving credit pools; run.sh boots Xen with a 1 s credit time
+# slice (a tick every 333 ms, not 10 ms) to make it rare, checked first.
 # Both domUs are left running.
 . "${XEN_LIB:-/xen/guest/lib.sh}"
+
+t group/credit-tslice sh -c "xl sched-credit -s -p Pool-0 | grep -q 'tslice=1000ms'"
 
 A=domu1
 B=dirtypv
