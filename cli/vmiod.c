@@ -68,6 +68,9 @@ static void usage(FILE *out)
             "  -w, --workers N           request threads per connection (default 8)\n"
             "      --poll-us N           spin up to N microseconds for the next request\n"
             "                            before sleeping (adaptive; 0 = off; default 200)\n"
+            "      --splice auto|on|off  large writes go socket -> pipe -> file, one copy\n"
+            "                            (auto: when vmiod may run on one CPU only;\n"
+            "                            default auto)\n"
             "      --rdma auto|on|off    also accept RDMA connections on each listen\n"
             "                            address and port (auto: where an RDMA device\n"
             "                            serves it; on: fail otherwise; default auto)\n"
@@ -188,6 +191,7 @@ int main(int argc, char **argv)
         { "workers", required_argument, NULL, 'w' },
         { "rdma", required_argument, NULL, 'R' },
         { "poll-us", required_argument, NULL, 'Q' },
+        { "splice", required_argument, NULL, 'S' },
         { "port-file", required_argument, NULL, 'P' },
         { "pid-file", required_argument, NULL, 'p' },
         { "verbose", no_argument, NULL, 'v' },
@@ -202,6 +206,7 @@ int main(int argc, char **argv)
     int foreground = 0, verbose = 0;
     unsigned workers = 0;
     long poll_us = -1;
+    int splice = VMIO_SERVER_SPLICE_AUTO;
     const char *rdma = "auto";
     int c;
 
@@ -228,6 +233,16 @@ int main(int argc, char **argv)
             break;
         case 'Q':
             poll_us = parse_count(optarg, "--poll-us", 10000);
+            break;
+        case 'S':
+            if (!strcmp(optarg, "auto"))
+                splice = VMIO_SERVER_SPLICE_AUTO;
+            else if (!strcmp(optarg, "on"))
+                splice = VMIO_SERVER_SPLICE_ON;
+            else if (!strcmp(optarg, "off"))
+                splice = VMIO_SERVER_SPLICE_OFF;
+            else
+                die_usage("bad --splice '%s' (expected auto, on or off)", optarg);
             break;
         case 'R':
             if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
@@ -271,7 +286,8 @@ int main(int argc, char **argv)
     vmio_server *srv;
     if (vmio_server_new(&srv) < 0 || vmio_server_set_secret_file(srv, secret_file) < 0 ||
         vmio_server_set_workers(srv, workers) < 0 ||
-        (poll_us >= 0 && vmio_server_set_poll(srv, (unsigned)poll_us) < 0)) {
+        (poll_us >= 0 && vmio_server_set_poll(srv, (unsigned)poll_us) < 0) ||
+        vmio_server_set_splice(srv, splice) < 0) {
         fprintf(stderr, "vmiod: %s\n", vmio_errmsg());
         return 1;
     }

@@ -44,6 +44,20 @@ VMIO_API int vmio_server_set_workers(vmio_server *server, unsigned workers);
  * default is 200; at most 10000. Applies to connections accepted from
  * then on, over TCP (RDMA does not poll). Since 0.6. */
 VMIO_API int vmio_server_set_poll(vmio_server *server, unsigned max_us);
+/* Large WRITEs to a local file over TCP: splice the data from the socket
+ * through a pipe into the file (one copy per byte, made under the file's
+ * inode lock) or receive it into a buffer and write that (two copies, one
+ * of them outside the lock). Splicing is faster where the server runs on
+ * one CPU, slower where parallel writers share a file on several.
+ * AUTO (the default) splices on connections accepted while the server may
+ * run on one CPU only (its CPU affinity). Applies to connections accepted
+ * from then on. Since 0.6. */
+enum vmio_server_splice {
+    VMIO_SERVER_SPLICE_AUTO = 0,
+    VMIO_SERVER_SPLICE_ON = 1,
+    VMIO_SERVER_SPLICE_OFF = 2,
+};
+VMIO_API int vmio_server_set_splice(vmio_server *server, int mode);
 
 /* Export directory dir under name. Clients open "name/relative/path";
  * nothing outside dir can be reached (no "..", no symlink escape). */

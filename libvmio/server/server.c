@@ -30,6 +30,14 @@
  * request of a one-at-a-time client, which comes a few microseconds after
  * our reply, is picked up without a wake-up across CPUs.
  *
+ * Large WRITEs to a local file may be spliced: socket -> the thread's pipe
+ * -> file, one copy per byte instead of two, but that copy is then made
+ * under the file's inode lock, which concurrent writers spin on. It pays
+ * where the server runs on one CPU and loses where writers run in
+ * parallel on several (docs/performance.md), so by default
+ * (VMIO_SERVER_SPLICE_AUTO) a connection splices only when the server
+ * may run on one CPU only when it is accepted.
+ *
  * Messages sent to clients never carry our internal API prefix, and the
  * messages the storage layer produces name files "export/path", never the
  * server-side directory. */
@@ -39,6 +47,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +175,7 @@ struct conn {
     uint8_t *rbuf;                  /* read-ahead, RBUF_SIZE; the reader's */
     size_t rpos, rlen;              /* unread: rbuf[rpos..rlen); the reader's */
     struct vmio_poll poll;          /* the reader's */
+    int splice;                     /* large WRITEs may be spliced */
     int may_poll;                   /* no request was in progress when the
                                        reader took the role; the reader's */
 
@@ -189,6 +199,7 @@ struct vmio_server {
     unsigned nworkers;              /* as set; 0 = default */
     unsigned conn_threads;          /* request threads per connection while running */
     unsigned poll_us;               /* polling window limit; 0 = no polling */
+    int splice;                     /* enum vmio_server_splice */
     struct vmio_export *exports;
     int *lfds;
     struct vmio_rdma_listener **lrdma;  /* parallel to lfds: NULL for TCP */
@@ -723,8 +734,8 @@ static int rx_frame(struct conn *c, struct worker *w, struct vmio_wire_hdr *h)
     }
     /* The data of a large WRITE to a local file goes into the pipe; its
      * I/O fields must be here first (they may have come alone). */
-    int to_pipe = len > RX_SMALL && h->type == VMIO_WIRE_WRITE && c->t->ops->splice_in &&
-                  !w->no_splice && vmio_file_local_fd(c->file) >= 0;
+    int to_pipe = len > RX_SMALL && h->type == VMIO_WIRE_WRITE && c->splice && !w->no_splice &&
+                  vmio_file_local_fd(c->file) >= 0;
     if (to_pipe && have < VMIO_WIRE_IO_BODY) {
         r = rx_fill(c, VMIO_WIRE_IO_BODY, 0);
         have = c->rlen - c->rpos;
@@ -1369,6 +1380,17 @@ static void keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
+/* Whether a connection accepted now splices large WRITEs (mode: enum
+ * vmio_server_splice): by default only when this thread, hence the
+ * server, may run on one CPU only. */
+static int splice_wanted(int mode)
+{
+    if (mode != VMIO_SERVER_SPLICE_AUTO)
+        return mode == VMIO_SERVER_SPLICE_ON;
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+}
+
 static void new_conn(struct vmio_server *s, struct vmio_transport *t)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -1381,7 +1403,9 @@ static void new_conn(struct vmio_server *s, struct vmio_transport *t)
     c->t = t;
     pthread_mutex_lock(&s->lock);
     vmio_poll_init(&c->poll, t->ops->recv_poll ? (uint64_t)s->poll_us * 1000u : 0);
+    int splice = s->splice;
     pthread_mutex_unlock(&s->lock);
+    c->splice = t->ops->splice_in && splice_wanted(splice);
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_cond_init(&c->rx_cond, NULL);
@@ -1574,6 +1598,7 @@ VMIO_API int vmio_server_new(vmio_server **server)
     pthread_mutex_init(&s->lock, NULL);
     s->port = -1;
     s->poll_us = DEFAULT_POLL_US;
+    s->splice = VMIO_SERVER_SPLICE_AUTO;
     *server = s;
     return 0;
 }
@@ -1682,6 +1707,20 @@ VMIO_API int vmio_server_set_poll(vmio_server *s, unsigned max_us)
                               "limit of %u us", max_us, MAX_POLL_US);
     pthread_mutex_lock(&s->lock);
     s->poll_us = max_us;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+VMIO_API int vmio_server_set_splice(vmio_server *s, int mode)
+{
+    static const char api[] = "vmio_server_set_splice";
+    vmio_clear_error();
+    VMIO_CHECK_ARG(api, s != NULL, EFAULT);
+    if (mode != VMIO_SERVER_SPLICE_AUTO && mode != VMIO_SERVER_SPLICE_ON &&
+        mode != VMIO_SERVER_SPLICE_OFF)
+        return vmio_set_error(api, EINVAL, "unknown splice mode %d", mode);
+    pthread_mutex_lock(&s->lock);
+    s->splice = mode;
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

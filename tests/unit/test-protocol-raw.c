@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -30,6 +31,28 @@ static char expdir[300];
 static vmio_server *srv;
 static int port;
 
+/* The server of every test: splicing on (the tests of the spliced path
+ * would otherwise depend on the machine's CPUs; test_splice_modes
+ * restarts it in the other modes). */
+static void start_server(int splice)
+{
+    ck_assert_vmio_ok(vmio_server_new(&srv));
+    ck_assert_vmio_ok(vmio_server_set_secret(srv, SECRET, strlen(SECRET)));
+    ck_assert_vmio_ok(vmio_server_set_splice(srv, splice));
+    ck_assert_vmio_ok(vmio_server_add_export(srv, "exp", expdir, 0));
+    ck_assert_vmio_ok(vmio_server_listen(srv, "127.0.0.1", 0));
+    ck_assert_vmio_ok(vmio_server_start(srv));
+    port = vmio_server_port(srv);
+    ck_assert_int_gt(port, 0);
+}
+
+static void stop_server(void)
+{
+    vmio_server_stop(srv);
+    vmio_server_free(srv);
+    srv = NULL;
+}
+
 static void setup(void)
 {
     test_mkdtemp(dir, sizeof dir);
@@ -44,21 +67,13 @@ static void setup(void)
     ck_assert_int_eq(pwrite(fd, b, IMG_SIZE, 0), IMG_SIZE);
     free(b);
     close(fd);
-
-    ck_assert_vmio_ok(vmio_server_new(&srv));
-    ck_assert_vmio_ok(vmio_server_set_secret(srv, SECRET, strlen(SECRET)));
-    ck_assert_vmio_ok(vmio_server_add_export(srv, "exp", expdir, 0));
-    ck_assert_vmio_ok(vmio_server_listen(srv, "127.0.0.1", 0));
-    ck_assert_vmio_ok(vmio_server_start(srv));
-    port = vmio_server_port(srv);
-    ck_assert_int_gt(port, 0);
+    start_server(VMIO_SERVER_SPLICE_ON);
 }
 
 static void teardown(void)
 {
-    vmio_server_stop(srv);
-    vmio_server_free(srv);
-    srv = NULL;
+    if (srv)
+        stop_server();
     test_rmtree(dir);
 }
 
@@ -807,6 +822,60 @@ START_TEST(test_write_spill)
 }
 END_TEST
 
+/* One 256 KiB WRITE on a new connection; returns how many frames were
+ * spliced meanwhile. The data must land either way. */
+static uint64_t spliced_write(uint8_t *p, uint32_t len, uint64_t off, uint32_t seed)
+{
+    uint64_t spliced0, spilled0, spliced, spilled;
+    int fd = open_conn(VMIO_WIRE_OPEN_RDWR, NULL);
+    vmio_server_test_splice_stats(&spliced0, &spilled0);
+    test_fill(p, len, off, seed);
+    struct vmio_wire_io io = { .offset = off, .length = len };
+    send_io(fd, VMIO_WIRE_WRITE, 90, &io, p, len);
+    expect_ok(fd, VMIO_WIRE_WRITE, 90, NULL, 0);
+    check_image(fd, off, len, seed);
+    vmio_server_test_splice_stats(&spliced, &spilled);
+    close(fd);
+    return spliced - spliced0;
+}
+
+/* vmio_server_set_splice: OFF never splices; AUTO splices when the server
+ * may run on one CPU only (a server started by a thread pinned to one
+ * CPU) and, where this process may use several, not otherwise. */
+START_TEST(test_splice_modes)
+{
+    const uint32_t len = 256 * 1024;
+    uint8_t *p = malloc(len);
+    ck_assert_uint_eq(spliced_write(p, len, 4096, 91), 1);
+
+    stop_server();
+    start_server(VMIO_SERVER_SPLICE_OFF);
+    ck_assert_uint_eq(spliced_write(p, len, 8192, 92), 0);
+
+    cpu_set_t all, one;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    int ncpus = CPU_COUNT(&all), first = -1;
+    for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+        if (CPU_ISSET(i, &all))
+            first = i;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    stop_server();
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    start_server(VMIO_SERVER_SPLICE_AUTO);   /* its threads inherit one CPU */
+    ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
+    ck_assert_uint_eq(spliced_write(p, len, 12288, 93), 1);
+
+    stop_server();
+    start_server(VMIO_SERVER_SPLICE_AUTO);
+    ck_assert_uint_eq(spliced_write(p, len, 16384, 94), ncpus > 1 ? 0 : 1);
+
+    ck_assert_vmio_err(vmio_server_set_splice(srv, 3), EINVAL, "vmio_server_set_splice");
+    ck_assert_vmio_err(vmio_server_set_splice(NULL, 0), EFAULT, "vmio_server_set_splice");
+    free(p);
+}
+END_TEST
+
 /* ---- the client against a hand-driven server ---------------------------- */
 
 /* Grants LOCAL in HELLO, answers AUTH and OPEN, and closes the connection
@@ -945,6 +1014,7 @@ static Suite *raw_suite(void)
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_large_writes);
     tcase_add_test(tc, test_write_spill);
+    tcase_add_test(tc, test_splice_modes);
     tcase_add_test(tc, test_oversized);
     tcase_add_test(tc, test_bad_handshake);
     tcase_add_test(tc, test_bad_requests);
