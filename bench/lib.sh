@@ -87,7 +87,9 @@ free_port() {
 # shellcheck disable=SC2034
 start_vmiod() {
     local name=$1 dir=$2
-    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/secret")
+    # One secret for every vmiod of a run (scripts may start several).
+    [ -s "$TMP/secret" ] ||
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/secret")
     rm -f "$TMP/vmiod.port"
     # shellcheck disable=SC2086 # VMIOD_ARGS: extra options, split on spaces
     "$VMIOD" --listen 127.0.0.1:0 --export "$name=$dir" --secret-file "$TMP/secret" ${VMIOD_ARGS:-} \
