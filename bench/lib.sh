@@ -83,20 +83,25 @@ free_port() {
 }
 
 # start_vmiod NAME DIR: export DIR as NAME on 127.0.0.1, sets VMIOD_PORT,
-# VMIOD_PID, VMIO_SECRET_FILE (exported for the clients).
+# VMIOD_PID, VMIOD_LOG ($TMP/vmiod.log for the first vmiod of a run,
+# vmiod-N.log for the Nth), VMIO_SECRET_FILE (exported for the clients).
+VMIOD_N=0
 # shellcheck disable=SC2034
 start_vmiod() {
     local name=$1 dir=$2
     # One secret for every vmiod of a run (scripts may start several).
     [ -s "$TMP/secret" ] ||
         (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/secret")
+    VMIOD_N=$((VMIOD_N + 1))
+    VMIOD_LOG=$TMP/vmiod.log
+    [ "$VMIOD_N" = 1 ] || VMIOD_LOG=$TMP/vmiod-$VMIOD_N.log
     rm -f "$TMP/vmiod.port"
     # shellcheck disable=SC2086 # VMIOD_ARGS: extra options, split on spaces
     "$VMIOD" --listen 127.0.0.1:0 --export "$name=$dir" --secret-file "$TMP/secret" ${VMIOD_ARGS:-} \
-        --foreground --port-file "$TMP/vmiod.port" 2>"$TMP/vmiod.log" &
+        --foreground --port-file "$TMP/vmiod.port" 2>"$VMIOD_LOG" &
     VMIOD_PID=$!
     BENCH_PIDS+=("$VMIOD_PID")
-    wait_for_file 10 "$TMP/vmiod.port" || { cat "$TMP/vmiod.log" >&2; die "vmiod did not start"; }
+    wait_for_file 10 "$TMP/vmiod.port" || { cat "$VMIOD_LOG" >&2; die "vmiod did not start"; }
     VMIOD_PORT=$(cat "$TMP/vmiod.port")
     export VMIO_SECRET_FILE=$TMP/secret
 }

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Two vmiod configurations and nbdkit on one storage row, interleaved:
 # three servers on the very same backing file, one vmio-bench run each per
-# round, in turn, so that a slow moment of a shared machine hits all three
-# alike. For server options whose effect is smaller than the run-to-run
+# round, in turn (each round starts with the next server, and the file is
+# synced before every run, so that none always follows the same one), so
+# that a slow moment of a shared machine hits all three alike. For server options whose effect is smaller than the run-to-run
 # spread of bench/storage.sh (e.g. --splice on against --splice off).
 #
 # Environment: A_ARGS and B_ARGS (vmiod options of the two configurations,
@@ -57,13 +58,16 @@ fi
 
 say "row: $RW $BS QD$QD, $ROUNDS rounds of ${RUNTIME}s, placement $PLACEMENT"
 say "A: vmiod $A_ARGS; B: vmiod $B_ARGS; nbd: nbdkit file"
+TARGETS=(A B nbd)
 for r in $(seq 1 "$ROUNDS"); do
-    for t in A B nbd; do
+    for i in 0 1 2; do
+        t=${TARGETS[$(((r - 1 + i) % 3))]}
         case $t in
         A) uri=$URI_A pid=$PID_A ;;
         B) uri=$URI_B pid=$PID_B ;;
         nbd) uri=$URI_N pid=$NBDKIT_PID ;;
         esac
+        sync "$DISK"
         cat "$DISK" > /dev/null
         c0=$(cpu_seconds_of "$pid")
         out=$("${CLI[@]}" "$VMIO_BENCH" storage --json --rw "$RW" --bs "$BS" --qd "$QD" \

@@ -1387,8 +1387,15 @@ static int splice_wanted(int mode)
 {
     if (mode != VMIO_SERVER_SPLICE_AUTO)
         return mode == VMIO_SERVER_SPLICE_ON;
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    size_t ncpus = n > CPU_SETSIZE ? (size_t)n : CPU_SETSIZE;
+    cpu_set_t *set = CPU_ALLOC(ncpus);
+    if (!set)
+        return 0;
+    size_t size = CPU_ALLOC_SIZE(ncpus);
+    int one = sched_getaffinity(0, size, set) == 0 && CPU_COUNT_S(size, set) == 1;
+    CPU_FREE(set);
+    return one;
 }
 
 static void new_conn(struct vmio_server *s, struct vmio_transport *t)

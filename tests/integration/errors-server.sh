@@ -42,7 +42,7 @@ grep -q "accessible by group or others" "$TMP/bad-secret.out" ||
     { cat "$TMP/bad-secret.out"; fail "vmiod did not say why it refused the secret file"; }
 ok "vmiod refuses a mode 0644 secret file (exit $rc)"
 expect 1 "vmiod: bad --splice 'sometimes' \\(expected auto, on or off\\)" \
-    "$VMIOD" --listen 127.0.0.1:0 --foreground --export "img=$TMP/export" \
+    timeout 10 "$VMIOD" --listen 127.0.0.1:0 --foreground --export "img=$TMP/export" \
     --secret-file "$TMP/secret" --splice sometimes
 [ ! -e "$TMP/dst.raw" ] || fail "a failed copy left $TMP/dst.raw behind"
 

@@ -861,12 +861,17 @@ START_TEST(test_splice_modes)
     CPU_ZERO(&one);
     CPU_SET(first, &one);
     stop_server();
-    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
-    start_server(VMIO_SERVER_SPLICE_AUTO);   /* its threads inherit one CPU */
-    ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
-    ck_assert_uint_eq(spliced_write(p, len, 12288, 93), 1);
+    if (sched_setaffinity(0, sizeof one, &one) == 0) {
+        start_server(VMIO_SERVER_SPLICE_AUTO);   /* its threads inherit one CPU */
+        ck_assert_int_eq(sched_setaffinity(0, sizeof all, &all), 0);
+        ck_assert_uint_eq(spliced_write(p, len, 12288, 93), 1);
+        stop_server();
+    } else {
+        fprintf(stderr, "test_splice_modes: cannot pin to CPU %d (%s): AUTO on one CPU "
+                "not checked\n", first, strerror(errno));
+    }
 
-    stop_server();
+    /* With one CPU to begin with, AUTO cannot be told from ON here. */
     start_server(VMIO_SERVER_SPLICE_AUTO);
     ck_assert_uint_eq(spliced_write(p, len, 16384, 94), ncpus > 1 ? 0 : 1);
 
