@@ -41,6 +41,24 @@ bench_build() {
     check_load
 }
 
+# The storage scripts' start: tools, build, placement. From PLACEMENT
+# (free: the scheduler places everything; split: servers on CPU 0, the
+# client on CPU 1; same: everything on CPU 0) sets SRV_CPUS (the servers'
+# CPUs, empty when free) and CLI (the client's command prefix).
+# shellcheck disable=SC2034
+storage_prepare() {
+    require_cmd meson ninja nbdkit python3 head taskset
+    case $PLACEMENT in
+    free) SRV_CPUS=; CLI=() ;;
+    split) SRV_CPUS=0; CLI=(taskset -c 1) ;;
+    same) SRV_CPUS=0; CLI=(taskset -c 0) ;;
+    *) die "PLACEMENT must be free, split or same" ;;
+    esac
+    bench_build
+    "$VMIO_BENCH" --help | grep -q "libnbd targets: built in" ||
+        die "vmio-bench was built without libnbd (install libnbd-dev and rebuild)"
+}
+
 # Benchmarks on a busy machine measure the other load: say so.
 check_load() {
     local load cpus

@@ -27,16 +27,7 @@ RUNTIME=${RUNTIME:-5}
 SIZE=${SIZE:-256M}
 PLACEMENT=${PLACEMENT:-free}
 
-require_cmd meson ninja nbdkit python3 head taskset
-case $PLACEMENT in
-free) SRV_CPUS=; CLI=() ;;
-split) SRV_CPUS=0; CLI=(taskset -c 1) ;;
-same) SRV_CPUS=0; CLI=(taskset -c 0) ;;
-*) die "PLACEMENT must be free, split or same" ;;
-esac
-bench_build
-"$VMIO_BENCH" --help | grep -q "libnbd targets: built in" ||
-    die "vmio-bench was built without libnbd (install libnbd-dev and rebuild)"
+storage_prepare
 
 mkdir "$TMP/export" "$TMP/res"
 DISK=$TMP/export/disk.img

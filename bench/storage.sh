@@ -37,16 +37,7 @@ REPEAT=${REPEAT:-1}
 LOCAL=${LOCAL:-1}
 PLACEMENT=${PLACEMENT:-free}
 
-require_cmd meson ninja nbdkit python3 head taskset
-case $PLACEMENT in
-free) SRV_CPUS=; CLI=() ;;
-split) SRV_CPUS=0; CLI=(taskset -c 1) ;;
-same) SRV_CPUS=0; CLI=(taskset -c 0) ;;
-*) die "PLACEMENT must be free, split or same" ;;
-esac
-bench_build
-"$VMIO_BENCH" --help | grep -q "libnbd targets: built in" ||
-    die "vmio-bench was built without libnbd (install libnbd-dev and rebuild)"
+storage_prepare
 if [ "$FIO" = 1 ] && ! fio --enghelp=nbd >/dev/null 2>&1; then
     say "fio without the nbd engine: skipping the fio reference"
     FIO=0
