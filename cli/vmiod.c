@@ -95,6 +95,16 @@ static void die_usage(const char *fmt, ...)
 }
 
 /* A decimal count 0..max given to option name; dies on anything else. */
+/* "auto", "on" or "off" as 0, 1 or 2 (the values of VMIO_SERVER_SPLICE_*). */
+static int parse_auto_on_off(const char *arg, const char *name)
+{
+    static const char *const words[] = { "auto", "on", "off" };
+    for (int i = 0; i < 3; i++)
+        if (strcmp(arg, words[i]) == 0)
+            return i;
+    die_usage("bad %s '%s' (expected auto, on or off)", name, arg);
+}
+
 static unsigned parse_count(const char *arg, const char *name, unsigned long max)
 {
     char *end;
@@ -235,18 +245,10 @@ int main(int argc, char **argv)
             poll_us = parse_count(optarg, "--poll-us", 10000);
             break;
         case 'S':
-            if (!strcmp(optarg, "auto"))
-                splice = VMIO_SERVER_SPLICE_AUTO;
-            else if (!strcmp(optarg, "on"))
-                splice = VMIO_SERVER_SPLICE_ON;
-            else if (!strcmp(optarg, "off"))
-                splice = VMIO_SERVER_SPLICE_OFF;
-            else
-                die_usage("bad --splice '%s' (expected auto, on or off)", optarg);
+            splice = parse_auto_on_off(optarg, "--splice");
             break;
         case 'R':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "on") && strcmp(optarg, "off"))
-                die_usage("bad --rdma '%s' (expected auto, on or off)", optarg);
+            parse_auto_on_off(optarg, "--rdma");
             rdma = optarg;
             break;
         case 'P':
